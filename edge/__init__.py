@@ -1,0 +1,1 @@
+"""What both HTTP edges share: DRF token headers, error bodies, exact JSON numbers."""

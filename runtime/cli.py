@@ -1,0 +1,99 @@
+"""The `customers` command line: thin entry points over the composition root."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from runtime.container import Container
+from runtime.settings import Settings
+from write_side.application import ApiKeyNameTakenError, ApiKeyNotFoundError
+from write_side.domain.api_key import ApiKeyRevokedError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+tokens = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+app.add_typer(tokens, name="tokens")
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"error: {message}", highlight=False, markup=False)
+    return typer.Exit(code=2)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value is one line naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        variable = ".".join(str(part) for part in first["loc"]) or "configuration"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise fail(f"{variable}: {message}") from None
+
+
+def open_container() -> Container:
+    settings = load_settings()
+    try:
+        return Container(settings)
+    except Exception as error:  # a store that cannot be opened is a one-line error
+        raise fail(f"EVENT_STORE_URL: cannot open the event store ({error})") from None
+
+
+@tokens.command("create")
+def tokens_create(
+    role: Annotated[str, typer.Option(help="admin, staff or producer")],
+    name: Annotated[str, typer.Option(help="A unique name for the key's holder")],
+) -> None:
+    """Create a key and print it once, alone on stdout; only its hash is stored."""
+    if role not in ("admin", "staff", "producer"):
+        raise fail("--role must be admin, staff or producer")
+    if not name.strip() or len(name) > 150:
+        raise fail("--name must be 1 to 150 characters")
+    container = open_container()
+    try:
+        issued = container.write_service.issue_api_key(name.strip(), role)
+    except ApiKeyNameTakenError:
+        raise fail(f"a key named {name!r} exists already (names are never reused)") from None
+    finally:
+        container.close()
+    sys.stdout.write(issued.key + "\n")
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """List keys by name, role and state; never the keys themselves."""
+    container = open_container()
+    try:
+        entries, _ = container.write_service.api_key_entries()
+    finally:
+        container.close()
+    table = Table("name", "role", "state", "issued")
+    for entry in sorted(entries, key=lambda e: e.issued_at):
+        state = "revoked" if entry.is_revoked else "active"
+        table.add_row(entry.name, entry.role, state, entry.issued_at.isoformat())
+    Console().print(table)
+
+
+@tokens.command("revoke")
+def tokens_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> None:
+    """Revoke a key; every process stops accepting it within a second."""
+    container = open_container()
+    try:
+        container.write_service.revoke_api_key(name)
+    except ApiKeyNotFoundError:
+        raise fail(f"no key is named {name!r}") from None
+    except ApiKeyRevokedError:
+        raise fail(f"the key {name!r} is revoked already") from None
+    finally:
+        container.close()
+    err.print(f"revoked {name}", highlight=False, markup=False)
+
+
+def main() -> None:
+    app()

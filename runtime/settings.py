@@ -1,0 +1,86 @@
+"""Configuration from the environment, validated once at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import parse_qs, unquote, urlparse
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every variable the contract names, plus a few operational knobs."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=True, extra="ignore")
+
+    EVENT_STORE_URL: str = "sqlite:///./data/events.sqlite"
+    REDIS_URL: str | None = None
+    DATA_DIR: Path = Path("./data")
+    HOST: str = "127.0.0.1"
+    PORT: Annotated[int, Field(ge=1, le=65535)] = 8000
+    MIN_POSITION_WAIT_SECONDS: Annotated[float, Field(gt=0, le=60)] = 2.0
+    LOG_LEVEL: str = "INFO"
+
+    @field_validator("EVENT_STORE_URL")
+    @classmethod
+    def _event_store_url_is_supported(cls, value: str) -> str:
+        event_store_env(value)
+        return value
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url_is_supported(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("redis", "rediss", "unix") or (
+            parsed.scheme != "unix" and not parsed.hostname
+        ):
+            raise ValueError("expected redis://host:port/db")
+        return value
+
+
+def event_store_env(url: str) -> dict[str, str]:
+    """Map EVENT_STORE_URL to the eventsourcing library's persistence settings."""
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = unquote(parsed.path)
+        if parsed.netloc or not path.startswith("/") or path == "/":
+            raise ValueError("expected sqlite:///PATH (relative) or sqlite:////PATH (absolute)")
+        db_path = path[1:]
+        if db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": db_path if db_path != ":memory:" else "file::memory:?cache=shared",
+            "SQLITE_LOCK_TIMEOUT": "10",
+        }
+    if parsed.scheme in ("postgresql", "postgres"):
+        dbname = unquote(parsed.path.lstrip("/"))
+        query = parse_qs(parsed.query)
+        # libpq style: a socket directory may be given as ?host=/path
+        host = parsed.hostname or query.get("host", [""])[0]
+        if not host or not dbname:
+            raise ValueError("expected postgresql://user:pass@host:port/db")
+        try:
+            port = parsed.port or 5432
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": dbname,
+            "POSTGRES_HOST": host,
+            "POSTGRES_PORT": str(port),
+            "POSTGRES_USER": unquote(parsed.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parsed.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_POOL_SIZE": query.get("pool_size", ["10"])[0],
+            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_LOCK_TIMEOUT": "5",
+        }
+        if "schema" in query:
+            env["POSTGRES_SCHEMA"] = query["schema"][0]
+        return env
+    raise ValueError("expected sqlite:///PATH or postgresql://user:pass@host:port/db")

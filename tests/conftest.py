@@ -1,0 +1,96 @@
+"""Fixtures for real stores: each test gets its own PostgreSQL schema or SQLite file."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+
+import psycopg
+import pytest
+
+from tests.support.servers import postgres_admin_url
+
+STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def with_query(url: str, **params: str) -> str:
+    parsed = urlparse(url)
+    query = dict(parse_qsl(parsed.query))
+    query.update(params)
+    return urlunparse(parsed._replace(query=urlencode(query)))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """An event store URL on real PostgreSQL, isolated in a fresh schema."""
+    admin = postgres_admin_url()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield with_query(admin, schema=schema)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'events.sqlite'}"
+
+
+@pytest.fixture(params=STORES)
+def event_store_url(request: pytest.FixtureRequest) -> str:
+    """Each test that takes this runs once on SQLite and once on PostgreSQL."""
+    fixture = "postgres_url" if request.param == "postgres" else "sqlite_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "redis_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.redis)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """With REQUIRE_STORES=1 (CI), a skipped store-backed test fails the run."""
+    if os.environ.get("REQUIRE_STORES") != "1":
+        return
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if {"postgres", "redis"} & set(getattr(report, "keywords", {}))
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"REQUIRE_STORES=1: {len(skipped)} store-backed tests were skipped", red=True
+        )
+        terminalreporter._session.exitstatus = 1
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A real Redis (external or embedded); keys the test made under its prefix are dropped."""
+    from tests.support.servers import redis_url as server_url
+
+    yield server_url()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix no other test or run uses."""
+    import redis
+
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for pattern in (f"{prefix}:*", f"{{{prefix}}}:*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start : start + 500])
+    finally:
+        client.close()

@@ -1,0 +1,245 @@
+"""Producers' HTTP API; domain and application errors become HTTP errors here only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Annotated, Any
+
+from eventsourcing.persistence import InterfaceError, OperationalError
+from fastapi import APIRouter, Depends, Header, Path, Request
+
+from edge.errors import ApiError
+from edge.exact_json import ExactJSONRoute
+from write_side.application import (
+    ConcurrentUpdateError,
+    CustomerAlreadyRegisteredError,
+    CustomerNotFoundError,
+    IdempotencyClaim,
+    IdempotencyKeyInFlightError,
+    IdempotencyKeyReusedError,
+    OrderIdTakenError,
+    OrderNotFoundError,
+    Written,
+)
+from write_side.auth import Producer, Service
+from write_side.domain.customer import CustomerAlreadyActiveError, CustomerInactiveError
+from write_side.domain.order import OrderCancelledError, RefundExceedsAmountError
+from write_side.schemas import (
+    MAX_CUSTOMER_ID,
+    CustomerWritten,
+    ErrorBody,
+    OrderPlaced,
+    PlaceOrder,
+    Positioned,
+    ProfileFields,
+    RecordLogin,
+    RefundOrder,
+    RegisterCustomer,
+)
+
+PathCustomerId = Annotated[int, Path(gt=0, le=MAX_CUSTOMER_ID, description="Customer id")]
+PathOrderId = Annotated[str, Path(min_length=1, max_length=100, description="Order id")]
+
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing, malformed, unknown or revoked key"},
+    403: {"model": ErrorBody, "description": "The key's role is not producer or admin"},
+    503: {"model": ErrorBody, "description": "The event store is unreachable; retry later"},
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        404: "No such customer or order",
+        409: "Conflicts with the current state, or an Idempotency-Key request is in flight",
+        422: "Invalid body, or an Idempotency-Key reused with a different body",
+    }
+    extra: dict[int | str, dict[str, Any]] = {
+        s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses
+    }
+    return {**_AUTH_ERRORS, **extra}
+
+
+async def idempotency_claim(
+    request: Request,
+    principal: Producer,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Retries with the same key and body return the first response",
+        ),
+    ] = None,
+) -> IdempotencyClaim | None:
+    if idempotency_key is None:
+        return None
+    if not idempotency_key.strip():
+        raise ApiError(422, "Idempotency-Key must not be blank.")
+    body = await request.body()
+    try:
+        canonical = json.dumps(
+            json.loads(body or b"null", parse_float=Decimal), sort_keys=True, default=str
+        )
+    except ValueError:
+        canonical = body.hex()
+    digest = hashlib.sha256(
+        f"{request.method} {request.url.path}\n{canonical}".encode()
+    ).hexdigest()
+    return IdempotencyClaim(principal.name, idempotency_key, digest)
+
+
+Claim = Annotated[IdempotencyClaim | None, Depends(idempotency_claim)]
+
+_REFUSALS: dict[type[Exception], tuple[int, Callable[[Exception], str]]] = {
+    CustomerNotFoundError: (404, lambda e: "Customer not found."),
+    OrderNotFoundError: (404, lambda e: "Order not found."),
+    CustomerAlreadyRegisteredError: (409, lambda e: f"Customer {e} is already registered."),
+    CustomerAlreadyActiveError: (409, lambda e: "Customer is already active."),
+    OrderIdTakenError: (409, lambda e: f"Order {e} already exists."),
+    OrderCancelledError: (409, lambda e: "Order is cancelled."),
+    RefundExceedsAmountError: (409, lambda e: f"Refund refused: {e}."),
+    IdempotencyKeyInFlightError: (
+        409,
+        lambda e: "A request with this Idempotency-Key is still in progress.",
+    ),
+    IdempotencyKeyReusedError: (
+        422,
+        lambda e: "Idempotency-Key was already used with a different request.",
+    ),
+    ConcurrentUpdateError: (409, lambda e: "Too many concurrent updates; retry."),
+}
+
+
+@contextmanager
+def _as_http(inactive_detail: str = "Customer is deactivated.") -> Iterator[None]:
+    try:
+        yield
+    except CustomerInactiveError:
+        raise ApiError(409, inactive_detail) from None
+    except (OperationalError, InterfaceError):
+        raise ApiError(503, "Event store unavailable.", {"Retry-After": "1"}) from None
+    except Exception as error:
+        refusal = _REFUSALS.get(type(error))
+        if refusal is None:
+            raise
+        status, detail = refusal
+        raise ApiError(status, detail(error)) from None
+
+
+def _positioned(written: Written, **fields: Any) -> dict[str, Any]:
+    return {**written.result, **fields, "position": written.position}
+
+
+router = APIRouter(prefix="/api", tags=["producers"], route_class=ExactJSONRoute)
+
+
+@router.post(
+    "/customers",
+    status_code=201,
+    response_model=CustomerWritten,
+    responses=_errors(409, 422),
+)
+def register_customer(body: RegisterCustomer, service: Service, claim: Claim) -> dict[str, Any]:
+    """Register a customer; without `id` the next free id is allocated."""
+    profile = ProfileFields.model_validate(body.model_dump(exclude={"id"})).profile(only_set=False)
+    with _as_http():
+        return _positioned(service.register_customer(body.id, profile, claim))
+
+
+@router.patch(
+    "/customers/{customer_id}",
+    response_model=CustomerWritten,
+    responses=_errors(404, 409, 422),
+)
+def update_customer(
+    customer_id: PathCustomerId, body: ProfileFields, service: Service, claim: Claim
+) -> dict[str, Any]:
+    """Change any subset of a customer's profile; `null` clears a field."""
+    with _as_http():
+        return _positioned(service.update_profile(customer_id, body.profile(only_set=True), claim))
+
+
+@router.post(
+    "/customers/{customer_id}/logins",
+    response_model=Positioned,
+    responses=_errors(404, 409, 422),
+)
+def record_login(
+    customer_id: PathCustomerId,
+    service: Service,
+    claim: Claim,
+    body: RecordLogin | None = None,
+) -> dict[str, Any]:
+    """Record a login at `at` (default: now)."""
+    with _as_http():
+        written = service.record_login(customer_id, body.at if body else None, claim)
+        return {"position": written.position}
+
+
+@router.post(
+    "/customers/{customer_id}/deactivate",
+    response_model=Positioned,
+    responses=_errors(404, 409),
+)
+def deactivate_customer(
+    customer_id: PathCustomerId, service: Service, claim: Claim
+) -> dict[str, Any]:
+    """Deactivate a customer; a deactivated customer cannot place orders."""
+    with _as_http(inactive_detail="Customer is already deactivated."):
+        return {"position": service.deactivate_customer(customer_id, claim).position}
+
+
+@router.post(
+    "/customers/{customer_id}/reactivate",
+    response_model=Positioned,
+    responses=_errors(404, 409),
+)
+def reactivate_customer(
+    customer_id: PathCustomerId, service: Service, claim: Claim
+) -> dict[str, Any]:
+    """Reactivate a deactivated customer."""
+    with _as_http():
+        return {"position": service.reactivate_customer(customer_id, claim).position}
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderPlaced,
+    responses=_errors(404, 409, 422),
+)
+def place_order(body: PlaceOrder, service: Service, claim: Claim) -> dict[str, Any]:
+    """Place an order for an active customer; `amount` is an exact decimal."""
+    with _as_http(inactive_detail="Customer is deactivated and cannot place orders."):
+        written = service.place_order(
+            body.customer_id, body.amount, body.order_id, body.placed_at, claim
+        )
+        return _positioned(written)
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    response_model=Positioned,
+    responses=_errors(404, 409),
+)
+def cancel_order(order_id: PathOrderId, service: Service, claim: Claim) -> dict[str, Any]:
+    """Cancel an order once; it then no longer counts in the customer's totals."""
+    with _as_http():
+        return {"position": service.cancel_order(order_id, claim).position}
+
+
+@router.post(
+    "/orders/{order_id}/refunds",
+    response_model=Positioned,
+    responses=_errors(404, 409, 422),
+)
+def refund_order(
+    order_id: PathOrderId, body: RefundOrder, service: Service, claim: Claim
+) -> dict[str, Any]:
+    """Refund part of an order; refunds never exceed its amount."""
+    with _as_http():
+        return {"position": service.refund_order(order_id, body.amount, claim).position}

@@ -1,0 +1,417 @@
+"""The write side's application service: one method per command, each returning a position."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from write_side.domain.api_key import ApiKey, hash_key, new_secret_key
+from write_side.domain.customer import Customer, Profile
+from write_side.domain.idempotency import IdempotencyRecord
+from write_side.domain.ids import (
+    api_key_stream_id,
+    customer_stream_id,
+    idempotency_stream_id,
+    order_stream_id,
+)
+from write_side.domain.order import Order
+from write_side.store_queries import position_of
+
+A = TypeVar("A", bound=Aggregate)
+
+# Optimistic concurrency: a command that lost a race is decided again on fresh state.
+MAX_ATTEMPTS = 50
+
+API_KEY_TOPICS = (ApiKey.Issued.TOPIC, ApiKey.Revoked.TOPIC)
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """A caller's Idempotency-Key and the fingerprint of the request that carries it."""
+
+    scope: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a command produced: its result, and the position of the last event it stored."""
+
+    result: dict[str, Any]
+    position: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    name: str
+    role: str
+    key: str
+    position: int
+
+
+@dataclass(frozen=True)
+class ApiKeyEntry:
+    name: str
+    role: str
+    key_hash: str
+    is_revoked: bool
+    issued_at: datetime
+
+
+class CustomerService(Application[UUID]):
+    """Customers, orders and API keys, event-sourced in one store."""
+
+    name = "customers"
+    env = {"AGGREGATE_CACHE_MAXSIZE": "50000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "y"}
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        self._ids = _CustomerIdAllocator(self._customer_exists)
+        self._in_flight: set[tuple[str, str]] = set()
+        self._in_flight_lock = threading.Lock()
+
+    # Customers
+
+    def register_customer(
+        self, customer_id: int | None, profile: Profile, claim: IdempotencyClaim | None = None
+    ) -> Written:
+        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            if customer_id is None:
+                new_id = self._ids.next_candidate()
+            else:
+                if self._customer_exists(customer_id):
+                    raise CustomerAlreadyRegisteredError(customer_id)
+                new_id = customer_id
+            return [Customer(customer_id=new_id, profile=profile)], {"id": new_id}
+
+        def lost_race(result: dict[str, Any]) -> None:
+            if customer_id is None:
+                self._ids.taken(int(result["id"]))
+
+        return self._write(decide, claim, on_conflict=lost_race)
+
+    def update_profile(
+        self, customer_id: int, changes: Profile, claim: IdempotencyClaim | None = None
+    ) -> Written:
+        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            customer = self._customer(customer_id)
+            customer.update_profile(changes)
+            return [customer], {"id": customer_id}
+
+        return self._write(decide, claim)
+
+    def record_login(
+        self, customer_id: int, at: datetime | None, claim: IdempotencyClaim | None = None
+    ) -> Written:
+        when = at or datetime.now(UTC)
+
+        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            customer = self._customer(customer_id)
+            customer.record_login(when)
+            return [customer], {}
+
+        return self._write(decide, claim)
+
+    def deactivate_customer(
+        self, customer_id: int, claim: IdempotencyClaim | None = None
+    ) -> Written:
+        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            customer = self._customer(customer_id)
+            customer.deactivate()
+            return [customer], {}
+
+        return self._write(decide, claim)
+
+    def reactivate_customer(
+        self, customer_id: int, claim: IdempotencyClaim | None = None
+    ) -> Written:
+        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            customer = self._customer(customer_id)
+            customer.reactivate()
+            return [customer], {}
+
+        return self._write(decide, claim)
+
+    def get_customer(self, customer_id: int) -> Customer:
+        return self._customer(customer_id)
+
+    # Orders
+
+    def place_order(
+        self,
+        customer_id: int,
+        amount: Decimal,
+        order_id: str | None = None,
+        placed_at: datetime | None = None,
+        claim: IdempotencyClaim | None = None,
+    ) -> Written:
+        new_order_id = order_id or uuid.uuid4().hex
+        when = placed_at or datetime.now(UTC)
+
+        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            customer = self._customer(customer_id)
+            customer.check_is_active()
+            if self._exists(order_stream_id(new_order_id)):
+                raise OrderIdTakenError(new_order_id)
+            order = Order(
+                order_id=new_order_id, customer_id=customer_id, amount=amount, placed_at=when
+            )
+            return [order], {"order_id": new_order_id}
+
+        return self._write(decide, claim)
+
+    def cancel_order(self, order_id: str, claim: IdempotencyClaim | None = None) -> Written:
+        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            order = self._order(order_id)
+            order.cancel()
+            return [order], {}
+
+        return self._write(decide, claim)
+
+    def refund_order(
+        self, order_id: str, amount: Decimal, claim: IdempotencyClaim | None = None
+    ) -> Written:
+        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            order = self._order(order_id)
+            order.refund(amount)
+            return [order], {}
+
+        return self._write(decide, claim)
+
+    def get_order(self, order_id: str) -> Order:
+        return self._order(order_id)
+
+    # API keys
+
+    def issue_api_key(self, name: str, role: str) -> IssuedKey:
+        key = new_secret_key()
+        if self._exists(api_key_stream_id(name)):
+            raise ApiKeyNameTakenError(name)
+        try:
+            recordings = self.save(ApiKey(name=name, role=role, key_hash=hash_key(key)))
+        except IntegrityError:
+            raise ApiKeyNameTakenError(name) from None
+        return IssuedKey(name, role, key, recordings[-1].notification.id)
+
+    def revoke_api_key(self, name: str) -> int:
+        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+            api_key = self._load(ApiKey, api_key_stream_id(name), ApiKeyNotFoundError(name))
+            api_key.revoke()
+            return [api_key], {}
+
+        return self._write(decide, None).position
+
+    def api_key_entries(self, after: int = 0) -> tuple[list[ApiKeyEntry], int]:
+        """Key events after a position, folded into entries; and the last position read."""
+        entries: dict[str, ApiKeyEntry] = {}
+        position = after
+        while True:
+            page = self.recorder.select_notifications(position + 1, 1000, topics=API_KEY_TOPICS)
+            for notification in page:
+                domain_event = self.mapper.to_domain_event(notification)
+                position = notification.id
+                if isinstance(domain_event, ApiKey.Issued):
+                    entries[domain_event.key_hash] = ApiKeyEntry(
+                        domain_event.name,
+                        domain_event.role,
+                        domain_event.key_hash,
+                        False,
+                        domain_event.timestamp,
+                    )
+                elif isinstance(domain_event, ApiKey.Revoked):
+                    known = entries.get(domain_event.key_hash)
+                    entries[domain_event.key_hash] = ApiKeyEntry(
+                        known.name if known else "",
+                        known.role if known else "",
+                        domain_event.key_hash,
+                        True,
+                        known.issued_at if known else domain_event.timestamp,
+                    )
+            if len(page) < 1000:
+                return list(entries.values()), position
+
+    def has_api_keys(self) -> bool:
+        return bool(self.recorder.select_notifications(1, 1, topics=API_KEY_TOPICS))
+
+    # Internals
+
+    def _write(
+        self,
+        decide: Callable[[], tuple[Sequence[Aggregate], dict[str, Any]]],
+        claim: IdempotencyClaim | None,
+        on_conflict: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Written:
+        with self._claimed(claim):
+            for _ in range(MAX_ATTEMPTS):
+                if claim is not None:
+                    replay = self._replay(claim)
+                    if replay is not None:
+                        return replay
+                aggregates, result = decide()
+                to_save: list[Aggregate] = list(aggregates)
+                if claim is not None:
+                    to_save.append(
+                        IdempotencyRecord(
+                            scope=claim.scope,
+                            key=claim.key,
+                            fingerprint=claim.fingerprint,
+                            result=result,
+                        )
+                    )
+                try:
+                    recordings = self.save(*to_save)
+                except IntegrityError:
+                    # The cache fast-forwards on the next get, so a retry sees fresh state.
+                    if on_conflict is not None:
+                        on_conflict(result)
+                    continue
+                return Written(result, recordings[-1].notification.id)
+        raise ConcurrentUpdateError("too many concurrent updates; try again")
+
+    @contextmanager
+    def _claimed(self, claim: IdempotencyClaim | None) -> Iterator[None]:
+        if claim is None:
+            yield
+            return
+        token = (claim.scope, claim.key)
+        with self._in_flight_lock:
+            if token in self._in_flight:
+                raise IdempotencyKeyInFlightError(claim.key)
+            self._in_flight.add(token)
+        try:
+            yield
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(token)
+
+    def _replay(self, claim: IdempotencyClaim) -> Written | None:
+        stream_id = idempotency_stream_id(claim.scope, claim.key)
+        try:
+            record: Aggregate = self.repository.get(stream_id)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(record, IdempotencyRecord)
+        if record.fingerprint != claim.fingerprint:
+            raise IdempotencyKeyReusedError(claim.key)
+        position = position_of(self.recorder, stream_id, 1)
+        assert position is not None
+        return Written(dict(record.result), position, replayed=True)
+
+    def _customer(self, customer_id: int) -> Customer:
+        return self._load(
+            Customer, customer_stream_id(customer_id), CustomerNotFoundError(customer_id)
+        )
+
+    def _order(self, order_id: str) -> Order:
+        return self._load(Order, order_stream_id(order_id), OrderNotFoundError(order_id))
+
+    def _load(self, kind: type[A], stream_id: UUID, missing: Exception) -> A:
+        try:
+            aggregate: Aggregate = self.repository.get(stream_id)
+        except AggregateNotFoundError:
+            raise missing from None
+        if not isinstance(aggregate, kind):
+            raise missing
+        return aggregate
+
+    def _exists(self, stream_id: UUID) -> bool:
+        return bool(self.recorder.select_events(stream_id, limit=1))
+
+    def _customer_exists(self, customer_id: int) -> bool:
+        return self._exists(customer_stream_id(customer_id))
+
+
+class _CustomerIdAllocator:
+    """Hands out the next free customer id; other processes may take ids meanwhile.
+
+    Each process keeps a hint. A save that conflicts means another writer took the id;
+    the hint then jumps past the taken run by exponential then binary probing.
+    """
+
+    def __init__(self, exists: Callable[[int], bool]) -> None:
+        self._exists = exists
+        self._lock = threading.Lock()
+        self._hint: int | None = None
+
+    def next_candidate(self) -> int:
+        with self._lock:
+            if self._hint is None:
+                self._hint = self._first_free_from(1)
+            candidate = self._hint
+            self._hint += 1
+            return candidate
+
+    def taken(self, candidate: int) -> None:
+        with self._lock:
+            free = self._first_free_from(candidate + 1)
+            if self._hint is None or free > self._hint:
+                self._hint = free
+
+    def _first_free_from(self, start: int) -> int:
+        if not self._exists(start):
+            return start
+        taken, step = start, 1
+        while self._exists(taken + step):
+            taken += step
+            step *= 2
+        free = taken + step
+        while free - taken > 1:
+            middle = (taken + free) // 2
+            if self._exists(middle):
+                taken = middle
+            else:
+                free = middle
+        return free
+
+
+class WriteError(Exception):
+    """Base class for application-level refusals (domain errors live with aggregates)."""
+
+
+class CustomerNotFoundError(WriteError):
+    """No customer has this id."""
+
+
+class CustomerAlreadyRegisteredError(WriteError):
+    """A customer with this id is registered already."""
+
+
+class OrderNotFoundError(WriteError):
+    """No order has this id."""
+
+
+class OrderIdTakenError(WriteError):
+    """An order with this id exists already."""
+
+
+class ApiKeyNotFoundError(WriteError):
+    """No API key has this name."""
+
+
+class ApiKeyNameTakenError(WriteError):
+    """An API key with this name exists already (names are never reused)."""
+
+
+class IdempotencyKeyReusedError(WriteError):
+    """The Idempotency-Key was first used with a different request."""
+
+
+class IdempotencyKeyInFlightError(WriteError):
+    """A request with this Idempotency-Key is still being processed."""
+
+
+class ConcurrentUpdateError(WriteError):
+    """The command kept losing races against concurrent writers."""

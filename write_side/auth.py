@@ -1,0 +1,102 @@
+"""Producers' credentials: Token keys resolved against ApiKey events, cached briefly."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from edge.errors import ApiError
+from edge.token_header import (
+    INVALID_TOKEN,
+    PERMISSION_DENIED,
+    TokenHeaderError,
+    key_from_header,
+)
+from write_side.application import ApiKeyEntry, CustomerService
+from write_side.domain.api_key import hash_key
+
+WRITE_ROLES = frozenset({"producer", "admin"})
+WWW_AUTHENTICATE = {"WWW-Authenticate": "Token"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+
+class KeyDirectory:
+    """Key hash -> entry, refreshed from the event store at most every `max_age` seconds.
+
+    Revocation therefore takes effect within `max_age` (0.5 s) in every process.
+    """
+
+    def __init__(self, service: CustomerService, max_age: float = 0.5) -> None:
+        self._service = service
+        self._max_age = max_age
+        self._entries: dict[str, ApiKeyEntry] = {}
+        self._position = 0
+        self._refreshed_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def lookup(self, key: str) -> ApiKeyEntry | None:
+        self._refresh_if_stale()
+        key_hash = hash_key(key)
+        entry = self._entries.get(key_hash)
+        if entry is None or not hmac.compare_digest(entry.key_hash, key_hash):
+            return None
+        return entry
+
+    def _refresh_if_stale(self) -> None:
+        if time.monotonic() - self._refreshed_at < self._max_age:
+            return
+        with self._lock:
+            if time.monotonic() - self._refreshed_at < self._max_age:
+                return
+            started = time.monotonic()
+            entries, position = self._service.api_key_entries(after=self._position)
+            for entry in entries:
+                known = self._entries.get(entry.key_hash)
+                if known is not None and entry.is_revoked and not entry.name:
+                    entry = ApiKeyEntry(
+                        known.name, known.role, known.key_hash, True, known.issued_at
+                    )
+                self._entries[entry.key_hash] = entry
+            self._position = position
+            self._refreshed_at = started
+
+
+def get_service(request: Request) -> CustomerService:
+    service: CustomerService = request.app.state.write_service
+    return service
+
+
+def get_key_directory(request: Request) -> KeyDirectory:
+    directory: KeyDirectory = request.app.state.write_keys
+    return directory
+
+
+def authenticated_producer(
+    directory: Annotated[KeyDirectory, Depends(get_key_directory)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    """A caller with role producer or admin (DRF's 401/403 wording otherwise)."""
+    try:
+        key = key_from_header(authorization)
+    except TokenHeaderError as error:
+        raise ApiError(401, error.detail, WWW_AUTHENTICATE) from None
+    entry = directory.lookup(key)
+    if entry is None or entry.is_revoked:
+        raise ApiError(401, INVALID_TOKEN, WWW_AUTHENTICATE)
+    if entry.role not in WRITE_ROLES:
+        raise ApiError(403, PERMISSION_DENIED)
+    return Principal(entry.name, entry.role)
+
+
+Producer = Annotated[Principal, Depends(authenticated_producer)]
+Service = Annotated[CustomerService, Depends(get_service)]

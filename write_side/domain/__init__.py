@@ -1,0 +1,1 @@
+"""Aggregates, their events and invariants. Knows nothing of HTTP, Redis or SQL."""

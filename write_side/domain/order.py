@@ -1,0 +1,94 @@
+"""Order: an amount a customer owes, which can be cancelled once or partly refunded."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from write_side.domain.ids import order_stream_id
+
+
+class Order(Aggregate):
+    """An order; its events carry the customer id so projections need no lookups."""
+
+    TOPIC = "customers.Order"
+
+    class Created(Aggregate.Created):
+        TOPIC = "customers.Order.Created"
+
+    class Placed(Created):
+        TOPIC = "customers.Order.Placed"
+        order_id: str
+        customer_id: int
+        amount: Decimal
+        placed_at: datetime
+
+    class Cancelled(Aggregate.Event):
+        """`amount_removed` is what the order still counted: its amount less refunds."""
+
+        TOPIC = "customers.Order.Cancelled"
+        customer_id: int
+        amount_removed: Decimal
+
+    class Refunded(Aggregate.Event):
+        TOPIC = "customers.Order.Refunded"
+        customer_id: int
+        amount: Decimal
+
+    @staticmethod
+    def create_id(order_id: str, **_: Any) -> UUID:
+        return order_stream_id(order_id)
+
+    @event(Placed)
+    def __init__(
+        self, order_id: str, customer_id: int, amount: Decimal, placed_at: datetime
+    ) -> None:
+        self.order_id = order_id
+        self.customer_id = customer_id
+        self.amount = amount
+        self.placed_at = placed_at
+        self.refunded = Decimal("0.00")
+        self.is_cancelled = False
+
+    def cancel(self) -> None:
+        self.check_not_cancelled()
+        self._cancelled(self.customer_id, self.amount - self.refunded)
+
+    @event(Cancelled)
+    def _cancelled(self, customer_id: int, amount_removed: Decimal) -> None:
+        self.is_cancelled = True
+
+    def refund(self, amount: Decimal) -> None:
+        self.check_not_cancelled()
+        self.check_refund_within_amount(amount)
+        self._refunded(self.customer_id, amount)
+
+    @event(Refunded)
+    def _refunded(self, customer_id: int, amount: Decimal) -> None:
+        self.refunded += amount
+
+    def check_not_cancelled(self) -> None:
+        if self.is_cancelled:
+            raise OrderCancelledError(self.order_id)
+
+    def check_refund_within_amount(self, amount: Decimal) -> None:
+        if self.refunded + amount > self.amount:
+            raise RefundExceedsAmountError(
+                f"refunds would total {self.refunded + amount}, above the amount {self.amount}"
+            )
+
+
+class OrderError(Exception):
+    """Base class for order invariant violations."""
+
+
+class OrderCancelledError(OrderError):
+    """The order is cancelled already."""
+
+
+class RefundExceedsAmountError(OrderError):
+    """Refunds would exceed the order's amount."""

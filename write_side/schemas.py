@@ -1,0 +1,129 @@
+"""Producers' request and response bodies: strict, trimmed, bounded, money exact."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+)
+
+from write_side.domain.money import InvalidAmountError, parse_amount
+
+MAX_CUSTOMER_ID = 2**63 - 1
+
+CustomerId = Annotated[int, Field(gt=0, le=MAX_CUSTOMER_ID, strict=True)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=150)]
+Email = Annotated[EmailStr, Field(max_length=254)]
+MobileNumber = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=32, pattern=r"^\+?[0-9][0-9 \-]*[0-9]$"
+    ),
+]
+NationalCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Notes = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Gender = Literal["male", "female"]
+OrderId = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$"
+    ),
+]
+
+
+def _not_in_future(value: date) -> date:
+    if value > datetime.now(UTC).date():
+        raise ValueError("birth_date must not be in the future")
+    return value
+
+
+BirthDate = Annotated[date, AfterValidator(_not_in_future)]
+
+
+def _exact_amount(value: Any) -> Decimal:
+    if isinstance(value, float):
+        raise ValueError("amount must be sent as a decimal string or an exact JSON number")
+    try:
+        return parse_amount(value)
+    except InvalidAmountError as error:
+        raise ValueError(f"amount {error}") from None
+
+
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_exact_amount),
+    Field(description='A decimal string such as "12.34"; at most 2 places, > 0, <= 10^12'),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProfileFields(_Strict):
+    first_name: Name | None = None
+    last_name: Name | None = None
+    email: Email | None = None
+    mobile_number: MobileNumber | None = None
+    national_code: NationalCode | None = None
+    birth_date: BirthDate | None = None
+    gender: Gender | None = None
+    notes: Notes | None = None
+
+    def profile(self, only_set: bool) -> dict[str, str | None]:
+        """Domain form with ISO dates; with only_set, just the fields the request named."""
+        values = self.model_dump(exclude_unset=only_set)
+        profile: dict[str, str | None] = {}
+        for name, value in values.items():
+            if isinstance(value, date):
+                profile[name] = value.isoformat()
+            else:
+                profile[name] = value
+        return profile
+
+
+class RegisterCustomer(ProfileFields):
+    id: CustomerId | None = None
+
+
+class RecordLogin(_Strict):
+    at: AwareDatetime | None = None
+
+
+class PlaceOrder(_Strict):
+    customer_id: CustomerId
+    amount: Amount
+    order_id: OrderId | None = None
+    placed_at: AwareDatetime | None = None
+
+
+class RefundOrder(_Strict):
+    amount: Amount
+
+
+class CustomerWritten(BaseModel):
+    id: int
+    position: int = Field(description="Event store position of the write's last event")
+
+
+class OrderPlaced(BaseModel):
+    order_id: str
+    position: int = Field(description="Event store position of the write's last event")
+
+
+class Positioned(BaseModel):
+    position: int = Field(description="Event store position of the write's last event")
+
+
+class ErrorBody(BaseModel):
+    detail: str
