@@ -72,11 +72,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A real Redis (external or embedded); keys the test made under its prefix are dropped."""
+def redis_url() -> str:
+    """A real Redis: the configured one, a local one, or an embedded one."""
     from tests.support.servers import redis_url as server_url
 
-    yield server_url()
+    return server_url()
 
 
 @pytest.fixture

@@ -1,0 +1,155 @@
+"""The Redis read model: key layout and record encoding, in one place.
+
+Key layout (PREFIX defaults to "customers"; generations make rebuilds blue/green):
+
+    {PREFIX}:generation            current generation number (string int)
+    {PREFIX}:g{N}:tracking         hash: application name -> last applied position
+    {PREFIX}:dead-letters          list of JSON poison-event reports
+    {PREFIX}:skips                 hash: position -> JSON of an operator's decision to skip
+    PREFIX:g{N}:c:{customer_id}    hash, one per customer (see below)
+    PREFIX:g{N}:keys               hash: API key sha256 -> JSON [position, role, revoked 0|1]
+    PREFIX:positions               pub/sub channel: "{N}:{position}" after each applied page
+
+Meta keys share the hash tag {PREFIX}, so multi-key steps on them stay in one cluster
+slot. Every atomic step on customer data touches exactly one customer key.
+
+A customer hash has three fields:
+
+    d   JSON array: [position, active, date_joined, last_login, first_name, last_name,
+                     email, mobile_number, national_code, birth_date, gender, notes]
+        position is the last applied event store position, as a decimal string (the
+        per-customer guard that makes replays idempotent); active is 1 or 0; times are
+        UTC ISO 8601 with microseconds (so string order is time order); absent values null
+    s   total spent in integer minor units (cents), maintained with HINCRBY
+    o   total orders (placed minus cancelled), maintained with HINCRBY
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+DEFAULT_PREFIX = "customers"
+
+PROFILE_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "last_name",
+    "email",
+    "mobile_number",
+    "national_code",
+    "birth_date",
+    "gender",
+    "notes",
+)
+COMPLETION_FIELDS: tuple[str, ...] = PROFILE_FIELDS[:7]
+
+# The 200 body's fields in the contract's order (its table lists notes with the strings).
+RESPONSE_FIELDS: tuple[str, ...] = (
+    "id",
+    "first_name",
+    "last_name",
+    "email",
+    "mobile_number",
+    "national_code",
+    "notes",
+    "birth_date",
+    "gender",
+    "is_active",
+    "is_profile_completed",
+    "date_joined",
+    "last_login",
+    "total_orders",
+    "total_spent",
+)
+
+# Indexes into the `d` array.
+D_POSITION, D_ACTIVE, D_DATE_JOINED, D_LAST_LOGIN = 0, 1, 2, 3
+D_PROFILE = 4
+
+DOC_FIELD, SPENT_FIELD, ORDERS_FIELD = "d", "s", "o"
+
+
+class Keys:
+    """Key names for one deployment (prefix) of the read model."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+        self._meta = f"{{{prefix}}}"
+
+    @property
+    def generation(self) -> str:
+        return f"{self._meta}:generation"
+
+    def tracking(self, generation: int) -> str:
+        return f"{self._meta}:g{generation}:tracking"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self._meta}:dead-letters"
+
+    @property
+    def skips(self) -> str:
+        return f"{self._meta}:skips"
+
+    @property
+    def positions_channel(self) -> str:
+        return f"{self.prefix}:positions"
+
+    def customer(self, generation: int, customer_id: int) -> str:
+        return f"{self.prefix}:g{generation}:c:{customer_id}"
+
+    def customer_pattern(self, generation: int) -> str:
+        return f"{self.prefix}:g{generation}:c:*"
+
+    def api_keys(self, generation: int) -> str:
+        return f"{self.prefix}:g{generation}:keys"
+
+    def generation_pattern(self, generation: int) -> str:
+        return f"{self.prefix}:g{generation}:*"
+
+
+def format_minor_units(minor: int) -> str:
+    """Integer cents as a decimal string with exactly two places: 123450 -> "1234.50"."""
+    sign = "-" if minor < 0 else ""
+    units, cents = divmod(abs(minor), 100)
+    return f"{sign}{units}.{cents:02d}"
+
+
+def customer_document(
+    customer_id: int, doc: bytes | str, spent: bytes | str | int, orders: bytes | str | int
+) -> dict[str, Any]:
+    """The contract's 200 body, fields in contract order, from a customer hash's fields."""
+    values = orjson.loads(doc)
+    profile = values[D_PROFILE : D_PROFILE + len(PROFILE_FIELDS)]
+    first_name, last_name, email, mobile, national_code, birth_date, gender, notes = profile
+    body: dict[str, Any] = {
+        "id": customer_id,
+        "first_name": first_name,
+        "last_name": last_name,
+        "email": email,
+        "mobile_number": mobile,
+        "national_code": national_code,
+        "notes": notes,
+        "birth_date": birth_date,
+        "gender": gender,
+    }
+    body["is_active"] = values[D_ACTIVE] in (1, "1", True)
+    body["is_profile_completed"] = all(v is not None for v in profile[:7])
+    body["date_joined"] = values[D_DATE_JOINED]
+    body["last_login"] = values[D_LAST_LOGIN]
+    body["total_orders"] = int(orders)
+    body["total_spent"] = format_minor_units(int(spent))
+    return body
+
+
+def render_customer(
+    customer_id: int, doc: bytes | str, spent: bytes | str | int, orders: bytes | str | int
+) -> bytes:
+    """The 200 body as JSON bytes."""
+    return orjson.dumps(customer_document(customer_id, doc, spent, orders))
+
+
+def applied_position(doc: bytes | str) -> int:
+    """The last event store position applied to this customer."""
+    return int(orjson.loads(doc)[D_POSITION])
