@@ -51,7 +51,10 @@ def event_store_env(url: str) -> dict[str, str]:
             raise ValueError("expected sqlite:///PATH (relative) or sqlite:////PATH (absolute)")
         db_path = path[1:]
         if db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ValueError(f"cannot create the directory for {db_path}: {error}") from None
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": db_path if db_path != ":memory:" else "file::memory:?cache=shared",
@@ -68,6 +71,8 @@ def event_store_env(url: str) -> dict[str, str]:
             port = parsed.port or 5432
         except ValueError:
             raise ValueError("the port is not a number") from None
+        pool_size = _positive_int(query, "pool_size", 10)
+        connect_timeout = _positive_int(query, "connect_timeout", 5)
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": dbname,
@@ -75,8 +80,8 @@ def event_store_env(url: str) -> dict[str, str]:
             "POSTGRES_PORT": str(port),
             "POSTGRES_USER": unquote(parsed.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parsed.password or ""),
-            "POSTGRES_CONNECT_TIMEOUT": "5",
-            "POSTGRES_POOL_SIZE": query.get("pool_size", ["10"])[0],
+            "POSTGRES_CONNECT_TIMEOUT": str(connect_timeout),
+            "POSTGRES_POOL_SIZE": str(pool_size),
             "POSTGRES_MAX_OVERFLOW": "10",
             "POSTGRES_LOCK_TIMEOUT": "5",
         }
@@ -84,3 +89,11 @@ def event_store_env(url: str) -> dict[str, str]:
             env["POSTGRES_SCHEMA"] = query["schema"][0]
         return env
     raise ValueError("expected sqlite:///PATH or postgresql://user:pass@host:port/db")
+
+
+def _positive_int(query: dict[str, list[str]], name: str, default: int) -> int:
+    """An optional positive integer query parameter of a store URL."""
+    text = query.get(name, [str(default)])[0]
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{name} must be a positive integer")
+    return int(text)

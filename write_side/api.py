@@ -25,7 +25,7 @@ from write_side.application import (
     OrderNotFoundError,
     Written,
 )
-from write_side.auth import Producer, Service
+from write_side.auth import RETRY_AFTER, STORE_UNAVAILABLE, Producer, Service
 from write_side.domain.customer import CustomerAlreadyActiveError, CustomerInactiveError
 from write_side.domain.order import OrderCancelledError, RefundExceedsAmountError
 from write_side.schemas import (
@@ -121,7 +121,7 @@ def _as_http(inactive_detail: str = "Customer is deactivated.") -> Iterator[None
     except CustomerInactiveError:
         raise ApiError(409, inactive_detail) from None
     except (OperationalError, InterfaceError):
-        raise ApiError(503, "Event store unavailable.", {"Retry-After": "1"}) from None
+        raise ApiError(503, STORE_UNAVAILABLE, RETRY_AFTER) from None
     except Exception as error:
         refusal = _REFUSALS.get(type(error))
         if refusal is None:
@@ -145,7 +145,7 @@ router = APIRouter(prefix="/api", tags=["producers"], route_class=ExactJSONRoute
 )
 def register_customer(body: RegisterCustomer, service: Service, claim: Claim) -> dict[str, Any]:
     """Register a customer; without `id` the next free id is allocated."""
-    profile = ProfileFields.model_validate(body.model_dump(exclude={"id"})).profile(only_set=False)
+    profile = body.profile(only_set=False)
     with _as_http():
         return _positioned(service.register_customer(body.id, profile, claim))
 

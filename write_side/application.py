@@ -45,6 +45,19 @@ class IdempotencyClaim:
     fingerprint: str
 
 
+# Where a replayed Idempotency-Key finds the position of the events its record guards.
+_GUARDED_STREAM = "_guarded_stream"
+_GUARDED_VERSION = "_guarded_version"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A command's outcome before saving: aggregates with new events, and the reply."""
+
+    aggregates: Sequence[Aggregate]
+    result: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Written:
     """What a command produced: its result, and the position of the last event it stored."""
@@ -88,14 +101,15 @@ class CustomerService(Application[UUID]):
     def register_customer(
         self, customer_id: int | None, profile: Profile, claim: IdempotencyClaim | None = None
     ) -> Written:
-        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+        def decide(retrying: bool) -> Decision:
             if customer_id is None:
                 new_id = self._ids.next_candidate()
             else:
-                if self._customer_exists(customer_id):
+                # A taken id shows up as a conflict on save; only then is it looked up.
+                if retrying and self._customer_exists(customer_id):
                     raise CustomerAlreadyRegisteredError(customer_id)
                 new_id = customer_id
-            return [Customer(customer_id=new_id, profile=profile)], {"id": new_id}
+            return Decision([Customer(customer_id=new_id, profile=profile)], {"id": new_id})
 
         def lost_race(result: dict[str, Any]) -> None:
             if customer_id is None:
@@ -106,10 +120,10 @@ class CustomerService(Application[UUID]):
     def update_profile(
         self, customer_id: int, changes: Profile, claim: IdempotencyClaim | None = None
     ) -> Written:
-        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+        def decide(_: bool) -> Decision:
             customer = self._customer(customer_id)
             customer.update_profile(changes)
-            return [customer], {"id": customer_id}
+            return Decision([customer], {"id": customer_id})
 
         return self._write(decide, claim)
 
@@ -118,30 +132,30 @@ class CustomerService(Application[UUID]):
     ) -> Written:
         when = at or datetime.now(UTC)
 
-        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+        def decide(_: bool) -> Decision:
             customer = self._customer(customer_id)
             customer.record_login(when)
-            return [customer], {}
+            return Decision([customer], {})
 
         return self._write(decide, claim)
 
     def deactivate_customer(
         self, customer_id: int, claim: IdempotencyClaim | None = None
     ) -> Written:
-        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+        def decide(_: bool) -> Decision:
             customer = self._customer(customer_id)
             customer.deactivate()
-            return [customer], {}
+            return Decision([customer], {})
 
         return self._write(decide, claim)
 
     def reactivate_customer(
         self, customer_id: int, claim: IdempotencyClaim | None = None
     ) -> Written:
-        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+        def decide(_: bool) -> Decision:
             customer = self._customer(customer_id)
             customer.reactivate()
-            return [customer], {}
+            return Decision([customer], {})
 
         return self._write(decide, claim)
 
@@ -161,33 +175,33 @@ class CustomerService(Application[UUID]):
         new_order_id = order_id or uuid.uuid4().hex
         when = placed_at or datetime.now(UTC)
 
-        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
-            customer = self._customer(customer_id)
+        def decide(retrying: bool) -> Decision:
+            # Only read here, never saved: no copy of the cached customer is needed.
+            customer = self._customer(customer_id, copy=False)
             customer.check_is_active()
-            if self._exists(order_stream_id(new_order_id)):
+            # A taken order id shows up as a conflict on save; only then is it looked up.
+            if retrying and self._exists(order_stream_id(new_order_id)):
                 raise OrderIdTakenError(new_order_id)
-            order = Order(
-                order_id=new_order_id, customer_id=customer_id, amount=amount, placed_at=when
-            )
-            return [order], {"order_id": new_order_id}
+            order = Order.place(new_order_id, customer_id, amount, when)
+            return Decision([order], {"order_id": new_order_id})
 
         return self._write(decide, claim)
 
     def cancel_order(self, order_id: str, claim: IdempotencyClaim | None = None) -> Written:
-        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+        def decide(_: bool) -> Decision:
             order = self._order(order_id)
             order.cancel()
-            return [order], {}
+            return Decision([order], {})
 
         return self._write(decide, claim)
 
     def refund_order(
         self, order_id: str, amount: Decimal, claim: IdempotencyClaim | None = None
     ) -> Written:
-        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+        def decide(_: bool) -> Decision:
             order = self._order(order_id)
             order.refund(amount)
-            return [order], {}
+            return Decision([order], {})
 
         return self._write(decide, claim)
 
@@ -207,10 +221,10 @@ class CustomerService(Application[UUID]):
         return IssuedKey(name, role, key, recordings[-1].notification.id)
 
     def revoke_api_key(self, name: str) -> int:
-        def decide() -> tuple[Sequence[Aggregate], dict[str, Any]]:
+        def decide(_: bool) -> Decision:
             api_key = self._load(ApiKey, api_key_stream_id(name), ApiKeyNotFoundError(name))
             api_key.revoke()
-            return [api_key], {}
+            return Decision([api_key], {})
 
         return self._write(decide, None).position
 
@@ -250,35 +264,55 @@ class CustomerService(Application[UUID]):
 
     def _write(
         self,
-        decide: Callable[[], tuple[Sequence[Aggregate], dict[str, Any]]],
+        decide: Callable[[bool], Decision],
         claim: IdempotencyClaim | None,
         on_conflict: Callable[[dict[str, Any]], None] | None = None,
     ) -> Written:
+        """Decide on current state and save; a lost race is decided again on fresh state.
+
+        With an Idempotency-Key, its record is saved in the same save() as the events it
+        guards, so either both are stored or neither; a retry then replays the record.
+        """
         with self._claimed(claim):
-            for _ in range(MAX_ATTEMPTS):
+            for attempt in range(MAX_ATTEMPTS):
                 if claim is not None:
                     replay = self._replay(claim)
                     if replay is not None:
                         return replay
-                aggregates, result = decide()
-                to_save: list[Aggregate] = list(aggregates)
+                decision = decide(attempt > 0)
+                last = decision.aggregates[-1]
+                to_save: list[Aggregate] = list(decision.aggregates)
                 if claim is not None:
-                    to_save.append(
-                        IdempotencyRecord(
-                            scope=claim.scope,
-                            key=claim.key,
-                            fingerprint=claim.fingerprint,
-                            result=result,
-                        )
+                    record = IdempotencyRecord(
+                        scope=claim.scope,
+                        key=claim.key,
+                        fingerprint=claim.fingerprint,
+                        result={
+                            **decision.result,
+                            _GUARDED_STREAM: last.id.hex,
+                            _GUARDED_VERSION: last.version,
+                        },
                     )
+                    to_save.append(record)
                 try:
                     recordings = self.save(*to_save)
                 except IntegrityError:
-                    # The cache fast-forwards on the next get, so a retry sees fresh state.
                     if on_conflict is not None:
-                        on_conflict(result)
+                        on_conflict(decision.result)
                     continue
-                return Written(result, recordings[-1].notification.id)
+                # The position is that of the command's last domain event (never the
+                # idempotency record's), so readers can wait for it on any projection.
+                position = next(
+                    (
+                        r.notification.id
+                        for r in reversed(recordings)
+                        if r.notification.originator_id == last.id
+                    ),
+                    None,
+                )
+                if position is None:  # nothing changed: the aggregate's latest event
+                    position = self._position_of(last.id, last.version)
+                return Written(decision.result, position)
         raise ConcurrentUpdateError("too many concurrent updates; try again")
 
     @contextmanager
@@ -306,21 +340,31 @@ class CustomerService(Application[UUID]):
         assert isinstance(record, IdempotencyRecord)
         if record.fingerprint != claim.fingerprint:
             raise IdempotencyKeyReusedError(claim.key)
-        position = position_of(self.recorder, stream_id, 1)
-        assert position is not None
-        return Written(dict(record.result), position, replayed=True)
+        result = dict(record.result)
+        guarded_stream = UUID(hex=result.pop(_GUARDED_STREAM))
+        guarded_version = int(result.pop(_GUARDED_VERSION))
+        return Written(result, self._position_of(guarded_stream, guarded_version), replayed=True)
 
-    def _customer(self, customer_id: int) -> Customer:
+    def _position_of(self, stream_id: UUID, version: int) -> int:
+        position = position_of(self.recorder, stream_id, version)
+        if position is None:
+            raise LookupError(f"no stored event {stream_id} v{version}")
+        return position
+
+    def _customer(self, customer_id: int, copy: bool = True) -> Customer:
         return self._load(
-            Customer, customer_stream_id(customer_id), CustomerNotFoundError(customer_id)
+            Customer,
+            customer_stream_id(customer_id),
+            CustomerNotFoundError(customer_id),
+            copy=copy,
         )
 
     def _order(self, order_id: str) -> Order:
         return self._load(Order, order_stream_id(order_id), OrderNotFoundError(order_id))
 
-    def _load(self, kind: type[A], stream_id: UUID, missing: Exception) -> A:
+    def _load(self, kind: type[A], stream_id: UUID, missing: Exception, copy: bool = True) -> A:
         try:
-            aggregate: Aggregate = self.repository.get(stream_id)
+            aggregate: Aggregate = self.repository.get(stream_id, deepcopy_from_cache=copy)
         except AggregateNotFoundError:
             raise missing from None
         if not isinstance(aggregate, kind):

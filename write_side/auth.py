@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
+from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import Depends, Header, Request
 
 from edge.errors import ApiError
@@ -22,6 +23,8 @@ from write_side.domain.api_key import hash_key
 
 WRITE_ROLES = frozenset({"producer", "admin"})
 WWW_AUTHENTICATE = {"WWW-Authenticate": "Token"}
+STORE_UNAVAILABLE = "Event store unavailable."
+RETRY_AFTER = {"Retry-After": "1"}
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,10 @@ def authenticated_producer(
         key = key_from_header(authorization)
     except TokenHeaderError as error:
         raise ApiError(401, error.detail, WWW_AUTHENTICATE) from None
-    entry = directory.lookup(key)
+    try:
+        entry = directory.lookup(key)
+    except (OperationalError, InterfaceError):
+        raise ApiError(503, STORE_UNAVAILABLE, RETRY_AFTER) from None
     if entry is None or entry.is_revoked:
         raise ApiError(401, INVALID_TOKEN, WWW_AUTHENTICATE)
     if entry.role not in WRITE_ROLES:

@@ -82,7 +82,7 @@ class ProfileFields(_Strict):
 
     def profile(self, only_set: bool) -> dict[str, str | None]:
         """Domain form with ISO dates; with only_set, just the fields the request named."""
-        values = self.model_dump(exclude_unset=only_set)
+        values = self.model_dump(exclude_unset=only_set, include=set(ProfileFields.model_fields))
         profile: dict[str, str | None] = {}
         for name, value in values.items():
             if isinstance(value, date):

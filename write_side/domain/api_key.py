@@ -34,12 +34,14 @@ class ApiKey(Aggregate):
 
     class Issued(Created):
         TOPIC = "customers.ApiKey.Issued"
+        class_version = 1
         name: str
         role: str
         key_hash: str
 
     class Revoked(Aggregate.Event):
         TOPIC = "customers.ApiKey.Revoked"
+        class_version = 1
         key_hash: str
 
     @staticmethod

@@ -46,20 +46,24 @@ class Customer(Aggregate):
 
     class ProfileUpdated(Aggregate.Event):
         TOPIC = "customers.Customer.ProfileUpdated"
+        class_version = 1
         customer_id: int
         changes: Profile
 
     class LoggedIn(Aggregate.Event):
         TOPIC = "customers.Customer.LoggedIn"
+        class_version = 1
         customer_id: int
         at: datetime
 
     class Deactivated(Aggregate.Event):
         TOPIC = "customers.Customer.Deactivated"
+        class_version = 1
         customer_id: int
 
     class Reactivated(Aggregate.Event):
         TOPIC = "customers.Customer.Reactivated"
+        class_version = 1
         customer_id: int
 
     @staticmethod

@@ -20,6 +20,7 @@ class IdempotencyRecord(Aggregate):
 
     class Recorded(Created):
         TOPIC = "customers.IdempotencyRecord.Recorded"
+        class_version = 1
         scope: str
         key: str
         fingerprint: str

@@ -10,6 +10,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from write_side.domain.ids import order_stream_id
+from write_side.domain.money import parse_amount
 
 
 class Order(Aggregate):
@@ -22,6 +23,7 @@ class Order(Aggregate):
 
     class Placed(Created):
         TOPIC = "customers.Order.Placed"
+        class_version = 1
         order_id: str
         customer_id: int
         amount: Decimal
@@ -31,17 +33,30 @@ class Order(Aggregate):
         """`amount_removed` is what the order still counted: its amount less refunds."""
 
         TOPIC = "customers.Order.Cancelled"
+        class_version = 1
         customer_id: int
         amount_removed: Decimal
 
     class Refunded(Aggregate.Event):
         TOPIC = "customers.Order.Refunded"
+        class_version = 1
         customer_id: int
         amount: Decimal
 
     @staticmethod
     def create_id(order_id: str, **_: Any) -> UUID:
         return order_stream_id(order_id)
+
+    @classmethod
+    def place(cls, order_id: str, customer_id: int, amount: Decimal, placed_at: datetime) -> Order:
+        """A new order; the amount must be positive, two places at most, within bounds."""
+        order: Order = cls(
+            order_id=order_id,
+            customer_id=customer_id,
+            amount=parse_amount(amount),
+            placed_at=placed_at,
+        )
+        return order
 
     @event(Placed)
     def __init__(
@@ -63,6 +78,7 @@ class Order(Aggregate):
         self.is_cancelled = True
 
     def refund(self, amount: Decimal) -> None:
+        amount = parse_amount(amount)
         self.check_not_cancelled()
         self.check_refund_within_amount(amount)
         self._refunded(self.customer_id, amount)
