@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
 from fastapi import FastAPI
 
 from edge.errors import install_error_handlers
+from projections.read_model import Keys
+from read_side.api import CustomerFastPath, CustomerReader
+from read_side.api import router as read_router
+from read_side.metrics import RequestTimer
+from read_side.read_side import ReadSide
+from read_side.service import router as service_router
 from runtime.container import Container
 from write_side.api import router as write_router
 
@@ -21,4 +31,97 @@ def create_write_app(container: Container) -> FastAPI:
     app.state.write_keys = container.write_keys
     install_error_handlers(app)
     app.include_router(write_router)
+    return app
+
+
+class ServiceApp(FastAPI):
+    """A FastAPI app whose customer reads may bypass the framework via the fast path."""
+
+    fast_path: CustomerFastPath | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.fast_path is not None:
+            await self.fast_path(scope, receive, send)
+        else:
+            await self._framework(scope, receive, send)
+
+    async def _framework(self, scope: Any, receive: Any, send: Any) -> None:
+        await super().__call__(scope, receive, send)
+
+
+def _mount_read_side(
+    app: ServiceApp, read_side: ReadSide, store_head: Callable[[], int] | None
+) -> None:
+    app.state.read_side = read_side
+    app.state.customer_reader = read_side.reader
+    app.state.store_head = store_head
+    app.include_router(read_router)
+    app.include_router(service_router)
+    app.add_middleware(RequestTimer, metrics=read_side.metrics)
+
+    def current_reader() -> CustomerReader | None:
+        return read_side.reader if read_side.started else None
+
+    app.fast_path = CustomerFastPath(app._framework, current_reader, read_side.metrics)
+
+
+def _read_side_lifespan(
+    read_side: ReadSide,
+) -> Callable[[FastAPI], Any]:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await read_side.start()
+        try:
+            yield
+        finally:
+            await read_side.stop()
+
+    return lifespan
+
+
+def build_read_side(container: Container, redis_url: str) -> ReadSide:
+    return ReadSide(
+        redis_url,
+        Keys(container.settings.REDIS_PREFIX),
+        min_position_wait=container.settings.MIN_POSITION_WAIT_SECONDS,
+    )
+
+
+def _store_head(container: Container) -> Callable[[], int]:
+    recorder = container.write_service.recorder
+
+    def head() -> int:
+        return recorder.max_notification_id() or 0
+
+    return head
+
+
+def create_read_app(container: Container, redis_url: str) -> ServiceApp:
+    """Staff reads alone: GET /api/customers/{id}, /healthz, /readyz, /metrics."""
+    read_side = build_read_side(container, redis_url)
+    app = ServiceApp(
+        title="Customers read API",
+        description=DESCRIPTION,
+        version="0.1.0",
+        lifespan=_read_side_lifespan(read_side),
+    )
+    install_error_handlers(app)
+    _mount_read_side(app, read_side, _store_head(container))
+    return app
+
+
+def create_app(container: Container, redis_url: str) -> ServiceApp:
+    """All in one: the producers' API and the staff read API in one app."""
+    read_side = build_read_side(container, redis_url)
+    app = ServiceApp(
+        title="Customers API",
+        description=DESCRIPTION,
+        version="0.1.0",
+        lifespan=_read_side_lifespan(read_side),
+    )
+    app.state.write_service = container.write_service
+    app.state.write_keys = container.write_keys
+    install_error_handlers(app)
+    app.include_router(write_router)
+    _mount_read_side(app, read_side, _store_head(container))
     return app

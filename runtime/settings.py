@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     HOST: str = "127.0.0.1"
     PORT: Annotated[int, Field(ge=1, le=65535)] = 8000
     MIN_POSITION_WAIT_SECONDS: Annotated[float, Field(gt=0, le=60)] = 2.0
+    REDIS_PREFIX: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = "customers"
     LOG_LEVEL: str = "INFO"
 
     @field_validator("EVENT_STORE_URL")

@@ -1,0 +1,307 @@
+"""GET /api/customers/{id}: one implementation, served by a lean ASGI fast path.
+
+`CustomerReader.reply` decides every answer (auth, id, read-your-writes, lookup, ETag)
+and returns finished bytes. `CustomerFastPath` sits in front of the FastAPI app and
+answers exactly `GET /api/customers/<segment>` with it, skipping routing, dependency
+injection and response validation. The FastAPI route below calls the same `reply`, so
+it documents the endpoint in OpenAPI and serves it if the fast path is not mounted; the
+two cannot diverge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from edge.errors import INTERNAL_ERROR
+from projections.read_model import DOC_FIELD, ORDERS_FIELD, SPENT_FIELD, Keys, render_customer
+from read_side.auth import AccessRefusedError, authorize_reader
+from read_side.metrics import RequestMetrics
+from read_side.projection_state import ProjectionState
+from read_side.redis_link import RedisLink, RedisReplyError, StoreUnavailableError
+
+log = logging.getLogger("customers.read")
+
+PATH_PREFIX = "/api/customers/"
+ROUTE = "/api/customers/{customer_id}"
+MAX_CUSTOMER_ID = 2**63 - 1
+NOT_FOUND = "Customer not found."
+UNAVAILABLE = "The read model is unavailable; retry shortly."
+NOT_CAUGHT_UP = "The read model has not reached X-Min-Position yet; retry shortly."
+BAD_MIN_POSITION = "X-Min-Position must be a non-negative integer."
+RETRY_AFTER_SECONDS = "1"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_JSON = (b"content-type", b"application/json")
+_WWW_AUTHENTICATE = (b"www-authenticate", b"Token")
+_RETRY_AFTER = (b"retry-after", RETRY_AFTER_SECONDS.encode())
+_CACHE_CONTROL = (b"cache-control", b"private, no-cache")
+_VARY = (b"vary", b"Authorization")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+def _error(status: int, detail: str, *extra: tuple[bytes, bytes]) -> Reply:
+    return Reply(status, [_JSON, *extra], orjson.dumps({"detail": detail}))
+
+
+def parse_customer_id(segment: str) -> int | None:
+    """A positive integer that fits in 64 bits, written plainly ("7", not "+7" or "07")."""
+    if not segment or len(segment) > 19 or not segment.isascii() or not segment.isdigit():
+        return None
+    if segment[0] == "0":
+        return None
+    value = int(segment)
+    return value if value <= MAX_CUSTOMER_ID else None
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    if if_none_match.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in if_none_match.split(","))
+
+
+class CustomerReader:
+    """Decides the whole answer to one customer read; returns finished bytes."""
+
+    def __init__(
+        self,
+        link: RedisLink,
+        state: ProjectionState,
+        keys: Keys,
+        *,
+        min_position_wait: float = 2.0,
+    ) -> None:
+        self._link = link
+        self._state = state
+        self._keys = keys
+        self._min_position_wait = min_position_wait
+
+    async def reply(
+        self,
+        segment: str,
+        authorization: str | None,
+        min_position: str | None = None,
+        if_none_match: str | None = None,
+    ) -> Reply:
+        state = self._state
+        if not state.is_fresh:
+            # The cached keys may miss a revocation, so nobody is let in.
+            return _error(503, UNAVAILABLE, _RETRY_AFTER)
+        try:
+            authorize_reader(authorization, state.grants)
+        except AccessRefusedError as refusal:
+            if refusal.status == 401:
+                return _error(401, refusal.detail, _WWW_AUTHENTICATE)
+            return _error(refusal.status, refusal.detail)
+        customer_id = parse_customer_id(segment)
+        if customer_id is None:
+            return _error(404, NOT_FOUND)
+        if min_position is not None:
+            wanted = min_position.strip()
+            if not wanted.isascii() or not wanted.isdigit() or len(wanted) > 19:
+                return _error(422, BAD_MIN_POSITION)
+            if not await state.wait_for(int(wanted), self._min_position_wait):
+                return _error(503, NOT_CAUGHT_UP, _RETRY_AFTER)
+        # Read the position before the record: the record is at least that new.
+        position = state.position
+        generation = state.generation
+        try:
+            doc, spent, orders = await self._link.execute(
+                "HMGET", self._keys.customer(generation, customer_id),
+                DOC_FIELD, SPENT_FIELD, ORDERS_FIELD,
+            )  # fmt: skip
+        except (StoreUnavailableError, RedisReplyError):
+            return _error(503, UNAVAILABLE, _RETRY_AFTER)
+        if doc is None:
+            return _error(404, NOT_FOUND)
+        body = render_customer(customer_id, doc, spent or 0, orders or 0)
+        etag = f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+        headers = [
+            (b"etag", etag.encode()),
+            (b"x-projection-position", str(position).encode()),
+            _CACHE_CONTROL,
+            _VARY,
+        ]
+        if if_none_match is not None and _etag_matches(if_none_match, etag):
+            return Reply(304, headers, b"")
+        headers.append(_JSON)
+        return Reply(200, headers, body)
+
+
+class CustomerFastPath:
+    """ASGI middleware answering GET /api/customers/<segment> without the framework."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        reader: Callable[[], CustomerReader | None],
+        metrics: RequestMetrics,
+    ) -> None:
+        self._app = app
+        self._reader = reader
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        reader = self._reader()
+        if (
+            reader is None
+            or scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not path.startswith(PATH_PREFIX)
+            or "/" in path[len(PATH_PREFIX) :]
+        ):
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        authorization = min_position = if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"x-min-position":
+                min_position = value.decode("latin-1")
+            elif name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+        try:
+            reply = await reader.reply(
+                path[len(PATH_PREFIX) :], authorization, min_position, if_none_match
+            )
+        except Exception as error:
+            reply = internal_error(error, "GET", path)
+        headers = reply.headers
+        if reply.status != 304:
+            headers = [*headers, (b"content-length", str(len(reply.body)).encode())]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+        self._metrics.observe("GET", ROUTE, reply.status, time.perf_counter() - started)
+
+
+def internal_error(error: BaseException, method: str, path: str) -> Reply:
+    request_id = uuid.uuid4().hex
+    log.error(
+        "unhandled error request_id=%s %s %s: %s",
+        request_id, method, path, type(error).__name__, exc_info=error,
+    )  # fmt: skip
+    return _error(500, INTERNAL_ERROR, (b"x-request-id", request_id.encode()))
+
+
+# The documented route: same behaviour, and the schema staff tools read.
+
+
+class CustomerDocument(BaseModel):
+    """The 200 body, fields in this order."""
+
+    id: int
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    mobile_number: str | None
+    national_code: str | None
+    notes: str | None
+    birth_date: str | None = Field(description="YYYY-MM-DD", pattern=r"^\d{4}-\d{2}-\d{2}$")
+    gender: str | None = Field(description="male or female", pattern="^(male|female)$")
+    is_active: bool
+    is_profile_completed: bool
+    date_joined: str = Field(description="ISO 8601 with timezone")
+    last_login: str | None = Field(description="ISO 8601 with timezone")
+    total_orders: int
+    total_spent: str = Field(description="Exact decimal with two places", pattern=r"^-?\d+\.\d{2}$")
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+def _documented(description: str, **headers: str) -> dict[str, Any]:
+    documented: dict[str, Any] = {"model": ErrorDetail, "description": description}
+    if headers:
+        documented["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return documented
+
+
+router = APIRouter(tags=["staff"])
+
+
+@router.get(
+    ROUTE,
+    response_model=CustomerDocument,
+    summary="Read one customer with running totals",
+    responses={
+        200: {
+            "description": "The customer",
+            "headers": {
+                "X-Projection-Position": {
+                    "description": "Event store position the read model had applied",
+                    "schema": {"type": "integer"},
+                },
+                "ETag": {"description": "Entity tag of the body", "schema": {"type": "string"}},
+            },
+        },
+        304: {"description": "Not modified (If-None-Match matched the ETag)"},
+        401: _documented(
+            "Missing, malformed, unknown or revoked key",
+            **{"WWW-Authenticate": "Always Token"},
+        ),
+        403: _documented("The key's role is not staff or admin"),
+        404: _documented("No such customer, or an id that is not a positive 64-bit integer"),
+        422: _documented("X-Min-Position is not a non-negative integer"),
+        500: _documented("Internal server error."),
+        503: _documented(
+            "Read model unreachable, or X-Min-Position not reached in time",
+            **{"Retry-After": "Seconds to wait before retrying"},
+        ),
+    },
+)
+async def get_customer(
+    request: Request,
+    customer_id: Annotated[
+        str,
+        Path(
+            description="Customer id, a positive integer that fits in 64 bits",
+            json_schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_CUSTOMER_ID},
+        ),
+    ],
+    authorization: Annotated[
+        str | None, Header(description="`Token <key>` of a staff or admin key")
+    ] = None,
+    x_min_position: Annotated[
+        str | None,
+        Header(
+            description="Wait (bounded) until the read model applied this write position",
+            json_schema_extra={"type": "integer", "minimum": 0},
+        ),
+    ] = None,
+    if_none_match: Annotated[
+        str | None, Header(description="ETag of a cached copy; 304 when unchanged")
+    ] = None,
+) -> Response:
+    reader: CustomerReader = request.app.state.customer_reader
+    reply = await reader.reply(customer_id, authorization, x_min_position, if_none_match)
+    response = Response(reply.body, status_code=reply.status)
+    response.raw_headers.extend(reply.headers)
+    return response

@@ -1,0 +1,178 @@
+"""What the read path knows without asking Redis: generation, applied position, API keys.
+
+A background task refreshes all three every `refresh_interval` (0.25 s) over the shared
+link, and a pub/sub listener moves the position forward the moment the projector
+announces a page. Revoking a key therefore takes effect within one refresh interval,
+and no request pays a Redis round trip just to authenticate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+
+from projections.read_model import Keys
+from read_side.redis_link import RedisLink, RedisReplyError, StoreUnavailableError
+
+log = logging.getLogger("customers.read")
+
+DEFAULT_UPSTREAM = "customers"
+
+
+@dataclass(frozen=True)
+class KeyGrant:
+    key_hash: str
+    role: str
+    revoked: bool
+
+
+class ProjectionState:
+    """Cached generation, applied position and API keys of one read model prefix."""
+
+    def __init__(
+        self,
+        link: RedisLink,
+        keys: Keys,
+        *,
+        redis_url: str,
+        upstream: str = DEFAULT_UPSTREAM,
+        refresh_interval: float = 0.25,
+        max_staleness: float = 1.0,
+    ) -> None:
+        self._link = link
+        self._keys = keys
+        self._redis_url = redis_url
+        self._upstream = upstream
+        self._refresh_interval = refresh_interval
+        self._max_staleness = max_staleness
+        self.generation = 0
+        self.position = 0
+        self.grants: dict[str, KeyGrant] = {}
+        self.refreshed_at = float("-inf")
+        self._advanced = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def is_fresh(self) -> bool:
+        """True while the cached keys are recent enough to decide on (revocation bound)."""
+        return time.monotonic() - self.refreshed_at <= self._max_staleness
+
+    async def start(self) -> None:
+        with contextlib.suppress(StoreUnavailableError):
+            await self.refresh()
+        self._tasks = [
+            asyncio.create_task(self._refresh_forever(), name="read-model-refresh"),
+            asyncio.create_task(self._listen_forever(), name="read-model-positions"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def refresh(self) -> None:
+        """Read generation, position and keys from Redis (StoreUnavailableError if down)."""
+        started = time.monotonic()
+        generation = _as_int(await self._link.execute("GET", self._keys.generation))
+        tracking, grants = await asyncio.gather(
+            self._link.execute("HGET", self._keys.tracking(generation), self._upstream),
+            self._link.execute("HGETALL", self._keys.api_keys(generation)),
+        )
+        self.grants = _parse_grants(grants)
+        self._advance(generation, _as_int(tracking), replace=True)
+        self.refreshed_at = started
+
+    async def wait_for(self, position: int, timeout: float) -> bool:
+        """Wait until the applied position reaches `position`; False if the bound runs out."""
+        deadline = time.monotonic() + timeout
+        while self.position < position:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._advanced.clear()
+            # Poll as well as listen: a missed announcement must not cost the whole wait.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(remaining, 0.05)):
+                    await self._advanced.wait()
+            if self.position < position:
+                with contextlib.suppress(StoreUnavailableError, RedisReplyError):
+                    await self._refresh_position()
+        return True
+
+    def announce(self, message: bytes | str) -> None:
+        """Apply a "{generation}:{position}" announcement from the positions channel."""
+        text = message.decode() if isinstance(message, bytes) else message
+        generation_text, _, position_text = text.partition(":")
+        try:
+            generation, position = int(generation_text), int(position_text)
+        except ValueError:
+            return
+        if generation == self.generation:
+            self._advance(generation, position, replace=False)
+
+    async def _refresh_position(self) -> None:
+        generation = self.generation
+        tracking = await self._link.execute("HGET", self._keys.tracking(generation), self._upstream)
+        if generation == self.generation:
+            self._advance(generation, _as_int(tracking), replace=False)
+
+    def _advance(self, generation: int, position: int, *, replace: bool) -> None:
+        if generation != self.generation or replace:
+            changed = (generation, position) != (self.generation, self.position)
+            self.generation, self.position = generation, position
+        else:
+            changed = position > self.position
+            self.position = max(self.position, position)
+        if changed:
+            self._advanced.set()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_interval)
+            try:
+                await self.refresh()
+            except (StoreUnavailableError, RedisReplyError) as error:
+                log.warning("read model refresh failed: %s", error)
+
+    async def _listen_forever(self) -> None:
+        while True:
+            client = aioredis.Redis.from_url(
+                self._redis_url, socket_connect_timeout=0.25, socket_timeout=None
+            )
+            try:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(self._keys.positions_channel)
+                async for message in pubsub.listen():
+                    self.announce(message["data"])
+            except (OSError, aioredis.RedisError) as error:
+                log.warning("positions channel lost: %s", error)
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(0.5)
+
+
+def _as_int(value: bytes | None) -> int:
+    return int(value) if value else 0
+
+
+def _parse_grants(flat: list[bytes]) -> dict[str, KeyGrant]:
+    grants: dict[str, KeyGrant] = {}
+    for index in range(0, len(flat) - 1, 2):
+        try:
+            _, role, revoked = orjson.loads(flat[index + 1])
+        except (orjson.JSONDecodeError, ValueError, TypeError):
+            log.warning("ignoring a malformed API key record")
+            continue
+        key_hash = flat[index].decode()
+        grants[key_hash] = KeyGrant(key_hash, str(role), bool(int(revoked)))
+    return grants

@@ -1,0 +1,181 @@
+"""A lean asyncio Redis connection for the read path: one socket, pipelined, hiredis-parsed.
+
+redis-py's asyncio client pays for a pool checkout, a lock and several awaits per
+command; on the read path that cost dominates. Here every command is written to one
+shared socket at once and its reply future is queued: Redis answers in order, so
+concurrent requests are pipelined for free. A watchdog fails the whole queue when the
+oldest reply is overdue, so an unreachable Redis becomes StoreUnavailableError within
+`reply_timeout` (+ one watchdog tick), and the next command reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from typing import Any, cast
+from urllib.parse import unquote, urlparse
+
+import hiredis
+
+
+class StoreUnavailableError(Exception):
+    """Redis could not be reached or did not answer in time."""
+
+
+class RedisReplyError(Exception):
+    """Redis answered a command with an error reply."""
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, link: RedisLink) -> None:
+        self._link = link
+        self._reader = hiredis.Reader(replyError=RedisReplyError)
+        self.transport: asyncio.Transport | None = None
+        self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        pending = self.pending
+        while True:
+            reply = self._reader.gets()
+            if reply is False:
+                return
+            if not pending:  # a reply nobody asked for: the stream is out of step
+                self.fail(StoreUnavailableError("unexpected reply from Redis"))
+                return
+            future, _ = pending.popleft()
+            if future.done():
+                continue
+            if isinstance(reply, RedisReplyError):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._link._forget(self)
+        self._fail_pending(StoreUnavailableError("connection to Redis lost"))
+
+    def fail(self, error: Exception) -> None:
+        self._link._forget(self)
+        if self.transport is not None:
+            self.transport.abort()
+        self._fail_pending(error)
+
+    def _fail_pending(self, error: Exception) -> None:
+        while self.pending:
+            future, _ = self.pending.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+
+class RedisLink:
+    """Commands over one pipelined connection, with short timeouts and lazy reconnects."""
+
+    def __init__(
+        self, url: str, *, connect_timeout: float = 0.25, reply_timeout: float = 0.5
+    ) -> None:
+        parsed = urlparse(url)
+        self._unix_path = unquote(parsed.path) if parsed.scheme == "unix" else None
+        self._host = parsed.hostname or "127.0.0.1"
+        self._port = parsed.port or 6379
+        db_text = parsed.path.lstrip("/") if parsed.scheme != "unix" else ""
+        self._db = int(db_text) if db_text else 0
+        self._username = unquote(parsed.username) if parsed.username else None
+        self._password = unquote(parsed.password) if parsed.password else None
+        self._connect_timeout = connect_timeout
+        self._reply_timeout = reply_timeout
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Future[_Protocol] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def execute(self, *args: str | bytes | int) -> Any:
+        protocol = self._protocol or await self._connect()
+        return await self._send(protocol, hiredis.pack_command(args))  # type: ignore[arg-type]  # stub says 1-tuple
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        if self._protocol is not None:
+            self._protocol.fail(StoreUnavailableError("closed"))
+
+    def _send(self, protocol: _Protocol, packed: bytes) -> asyncio.Future[Any]:
+        assert protocol.transport is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        protocol.pending.append((future, time.monotonic() + self._reply_timeout))
+        protocol.transport.write(packed)
+        return future
+
+    async def _connect(self) -> _Protocol:
+        if self._closed:
+            raise StoreUnavailableError("closed")
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+            self._connecting.add_done_callback(self._connected)
+        return await asyncio.shield(self._connecting)
+
+    def _connected(self, future: asyncio.Future[_Protocol]) -> None:
+        self._connecting = None
+        if not future.cancelled() and future.exception() is None:
+            self._protocol = future.result()
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        protocol: _Protocol | None = None
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                if self._unix_path is not None:
+                    _, protocol = await loop.create_unix_connection(
+                        lambda: _Protocol(self), self._unix_path
+                    )
+                else:
+                    _, protocol = await loop.create_connection(
+                        lambda: _Protocol(self), self._host, self._port
+                    )
+                for command in self._setup_commands():
+                    await self._send(protocol, hiredis.pack_command(command))  # type: ignore[arg-type]
+        except (OSError, TimeoutError, RedisReplyError, StoreUnavailableError) as error:
+            if protocol is not None:
+                protocol.fail(StoreUnavailableError("setup failed"))
+            raise StoreUnavailableError(f"cannot connect to Redis: {error}") from None
+        self._ensure_watchdog()
+        return protocol
+
+    def _setup_commands(self) -> list[tuple[str | bytes | int, ...]]:
+        setup: list[tuple[str | bytes | int, ...]] = []
+        if self._password is not None:
+            if self._username is not None:
+                setup.append(("AUTH", self._username, self._password))
+            else:
+                setup.append(("AUTH", self._password))
+        if self._db:
+            setup.append(("SELECT", self._db))
+        return setup
+
+    def _forget(self, protocol: _Protocol) -> None:
+        if self._protocol is protocol:
+            self._protocol = None
+
+    def _ensure_watchdog(self) -> None:
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        tick = min(0.1, self._reply_timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            protocol = self._protocol
+            if protocol is not None and protocol.pending:
+                _, deadline = protocol.pending[0]
+                if time.monotonic() > deadline:
+                    protocol.fail(StoreUnavailableError("Redis did not answer in time"))

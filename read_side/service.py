@@ -1,0 +1,94 @@
+"""Operational endpoints: /healthz (alive), /readyz (stores and lag), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from read_side.read_side import ReadSide
+from read_side.redis_link import RedisReplyError, StoreUnavailableError
+
+router = APIRouter(tags=["operations"])
+
+StoreHead = Callable[[], int]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    redis: str
+    event_store: str
+    generation: int
+    projection_position: int
+    event_store_position: int | None
+    projection_lag: int | None
+    dead_letters: int | None
+
+
+@router.get("/healthz", response_model=Health, summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Stores reachable; projection position, lag and dead letters",
+    responses={503: {"model": Readiness, "description": "A store is unreachable"}},
+)
+async def readyz(request: Request) -> Response:
+    read_side: ReadSide = request.app.state.read_side
+    store_head: StoreHead | None = getattr(request.app.state, "store_head", None)
+    body: dict[str, Any] = {"status": "ready", "redis": "ok", "event_store": "ok"}
+    try:
+        await read_side.state.refresh()
+        dead_letters: int | None = await read_side.link.execute("LLEN", read_side.keys.dead_letters)
+    except (StoreUnavailableError, RedisReplyError):
+        body["redis"] = "unreachable"
+        dead_letters = None
+    head: int | None = None
+    if store_head is None:
+        body["event_store"] = "not configured"
+    else:
+        try:
+            head = await asyncio.wait_for(run_in_threadpool(store_head), timeout=2.0)
+        except Exception:  # any failure of the store means not ready; no internals leak
+            body["event_store"] = "unreachable"
+    position = read_side.state.position
+    body.update(
+        generation=read_side.state.generation,
+        projection_position=position,
+        event_store_position=head,
+        projection_lag=None if head is None else max(head - position, 0),
+        dead_letters=dead_letters,
+    )
+    ready = body["redis"] == "ok" and body["event_store"] != "unreachable"
+    body["status"] = "ready" if ready else "not ready"
+    read_side.last_head = head
+    return Response(
+        Readiness(**body).model_dump_json().encode(),
+        status_code=200 if ready else 503,
+        media_type="application/json",
+    )
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request) -> Response:
+    read_side: ReadSide = request.app.state.read_side
+    return Response(
+        read_side.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

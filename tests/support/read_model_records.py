@@ -1,0 +1,63 @@
+"""Write read model records by hand, exactly in the layout projections/read_model.py defines.
+
+For read-side tests that need precise records (odd values, revoked keys, positions)
+without running the projector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+import redis
+
+from projections.read_model import PROFILE_FIELDS, Keys
+
+
+def put_customer(
+    client: redis.Redis,
+    keys: Keys,
+    customer_id: int,
+    *,
+    generation: int = 0,
+    position: int = 1,
+    active: bool = True,
+    date_joined: str = "2024-01-02T03:04:05.000006+00:00",
+    last_login: str | None = None,
+    spent_cents: int = 0,
+    orders: int = 0,
+    **profile: Any,
+) -> None:
+    unknown = set(profile) - set(PROFILE_FIELDS)
+    assert not unknown, f"not profile fields: {unknown}"
+    doc = [str(position), 1 if active else 0, date_joined, last_login]
+    doc += [profile.get(name) for name in PROFILE_FIELDS]
+    client.hset(
+        keys.customer(generation, customer_id),
+        mapping={"d": orjson.dumps(doc), "s": spent_cents, "o": orders},
+    )
+
+
+def put_api_key(
+    client: redis.Redis,
+    keys: Keys,
+    key: str,
+    role: str,
+    *,
+    revoked: bool = False,
+    generation: int = 0,
+    position: int = 1,
+) -> None:
+    key_hash = hashlib.sha256(key.encode()).hexdigest()
+    client.hset(
+        keys.api_keys(generation), key_hash, orjson.dumps([position, role, 1 if revoked else 0])
+    )
+
+
+def set_applied_position(
+    client: redis.Redis, keys: Keys, position: int, *, generation: int = 0, announce: bool = True
+) -> None:
+    client.hset(keys.tracking(generation), "customers", position)
+    if announce:
+        client.publish(keys.positions_channel, f"{generation}:{position}")
