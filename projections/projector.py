@@ -1,0 +1,371 @@
+"""The projector: the notification log, in pages, into the Redis read model, exactly once.
+
+Per page: decode every event, group the changes by customer, send one guarded script per
+touched customer (and one for the API key index) in a pipeline, then record the page's
+last position. Each script applies only the changes after the position its record has
+already applied, so a crash anywhere — before, inside or after the pipeline, before or
+after the position is recorded — only means a page is sent again, and nothing counts
+twice. No atomic step spans two customers' keys, so this holds on Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    Notification,
+    Tracking,
+)
+from redis.exceptions import NoScriptError
+
+from projections.events import CustomerChange, KeyChange, UnprojectableEventError, decode
+from projections.read_model import Keys
+from projections.scripts import apply_customer, apply_keys
+from projections.tracking import RedisTrackingRecorder
+
+logger = logging.getLogger(__name__)
+
+APPLICATION_NAME = "customers"
+DEFAULT_PAGE_SIZE = 5000
+# Customers per pipeline round trip: bounds memory and the size of one write burst.
+DEFAULT_CHUNK = 2000
+# SQLite has no change notifications: poll this often. PostgreSQL wakes on NOTIFY and
+# polls this rarely as a safety net.
+SQLITE_POLL_SECONDS = 0.1
+POSTGRES_POLL_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 10.0
+
+# Fault injection points, in the order a page passes them (tests stop the projector there).
+STEPS = ("before-apply", "mid-apply", "after-apply", "before-position", "after-position")
+
+Fault = Callable[[str], None]
+
+
+class ProjectionStoreError(Exception):
+    """Redis refused a step (e.g. a key of the wrong type); the page is not recorded."""
+
+
+def current_generation(client: redis.Redis, keys: Keys) -> int:
+    """The generation reads are served from, created as 1 on first use."""
+    client.set(keys.generation, "1", nx=True)
+    value = client.get(keys.generation)
+    return int(value) if value is not None else 1
+
+
+class Projector:
+    """Catch-up then live projection of one application's notification log into Redis."""
+
+    def __init__(
+        self,
+        recorder: ApplicationRecorder,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        application_name: str = APPLICATION_NAME,
+        generation: int | None = None,
+        publish: bool = True,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        chunk: int = DEFAULT_CHUNK,
+        fault: Fault | None = None,
+        on_page: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """generation=None follows the current generation (and rebuilds' switches)."""
+        self.recorder = recorder
+        self.client = client
+        self.keys = keys
+        self.application_name = application_name
+        self.page_size = page_size
+        self.chunk = chunk
+        self._follow = generation is None
+        self._publish = publish
+        self._fault = fault
+        self._on_page = on_page
+        self._wake = threading.Event()
+        self.blocked: UnprojectableEventError | None = None
+        self.generation = 0
+        self.tracking: RedisTrackingRecorder
+        self.position = 0
+        self._use_generation(generation or current_generation(client, keys))
+
+    # Public interface
+
+    def notify(self) -> None:
+        """Wake the live loop now (an append happened in this process)."""
+        self._wake.set()
+
+    def catch_up(self) -> int:
+        """Apply everything recorded now; return the applied position.
+
+        Raises UnprojectableEventError at a poison event (after applying what precedes it
+        and recording it in the dead-letter list).
+        """
+        if self._follow:
+            self._follow_generation()
+        while True:
+            page = self.recorder.select_notifications(self.position + 1, self.page_size)
+            if not page:
+                return self.position
+            self._project_page(page)
+            if len(page) < self.page_size:
+                return self.position
+
+    def run(self, stop: threading.Event) -> None:
+        """Catch up, then follow new events until stop is set."""
+        listener = _PostgresListener.start_for(self.recorder, self._wake)
+        poll = POSTGRES_POLL_SECONDS if listener else SQLITE_POLL_SECONDS
+        backoff = 0.0
+        last_problem = ""
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    self.catch_up()
+                    self.blocked = None
+                    backoff, last_problem = 0.0, ""
+                except UnprojectableEventError as poison:
+                    # Stopped until an operator skips it; look again now and then.
+                    self.blocked = poison
+                    backoff = max(backoff, 1.0)
+                except Exception as error:  # a store is down: retry, never lose a page
+                    problem = f"{type(error).__name__}: {error}"
+                    if problem != last_problem:
+                        logger.warning("projection paused, retrying: %s", problem)
+                        last_problem = problem
+                    backoff = min(max(backoff * 2, 0.2), MAX_BACKOFF_SECONDS)
+                self._sleep(stop, max(poll, backoff))
+        finally:
+            if listener:
+                listener.stop()
+
+    # One page
+
+    def _project_page(self, page: Sequence[Notification]) -> None:
+        by_customer: dict[int, list[CustomerChange]] = {}
+        key_changes: list[KeyChange] = []
+        last = page[-1].id
+        poison: UnprojectableEventError | None = None
+        for notification in page:
+            try:
+                change = decode(notification)
+            except UnprojectableEventError as error:
+                if self._is_skipped(notification.id):
+                    continue
+                poison, last = error, notification.id - 1
+                break
+            if change is None:
+                continue
+            if type(change) is CustomerChange:
+                changes = by_customer.get(change.customer_id)
+                if changes is None:
+                    by_customer[change.customer_id] = [change]
+                else:
+                    changes.append(change)
+            else:
+                assert isinstance(change, KeyChange)
+                key_changes.append(change)
+        self._step("before-apply")
+        self._apply(by_customer, key_changes)
+        self._step("after-apply")
+        if last > self.position:
+            self._step("before-position")
+            self._record_position(last)
+            self._step("after-position")
+        if self._on_page is not None:
+            self._on_page(self.position, len(page))
+        if poison is not None:
+            self._dead_letter(poison)
+            raise poison
+
+    def _apply(self, by_customer: dict[int, list[CustomerChange]], keys: list[KeyChange]) -> None:
+        commands: list[tuple[Any, ...]] = []
+        sha = apply_customer.sha
+        generation = self.generation
+        for customer_id, changes in by_customer.items():
+            ops: list[tuple[Any, ...]] = []
+            spent = orders = 0
+            for change in reversed(changes):
+                spent += change.spent
+                orders += change.orders
+                ops.append((change.position, change.kind, str(spent), str(orders), change.value))
+            ops.reverse()
+            key = self.keys.customer(generation, customer_id)
+            commands.append(("EVALSHA", sha, 1, key, orjson.dumps(ops), str(changes[-1].position)))
+        if keys:
+            ops_keys = [
+                (k.position, str(k.position), k.key_hash, k.role, 1 if k.revoked else 0)
+                for k in keys
+            ]
+            index = self.keys.api_keys(generation)
+            commands.append((apply_keys.sha, 1, index, orjson.dumps(ops_keys)))
+        for start in range(0, len(commands), self.chunk):
+            if start:
+                self._step("mid-apply")
+            self._execute(commands[start : start + self.chunk])
+
+    def _execute(self, commands: list[tuple[Any, ...]]) -> None:
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.evalsha(*command)
+            results = pipe.execute(raise_on_error=False)
+            errors = [r for r in results if isinstance(r, Exception)]
+            if not errors:
+                return
+            if attempt == 0 and all(isinstance(e, NoScriptError) for e in errors):
+                # The server forgot the scripts (restart, SCRIPT FLUSH): load them and
+                # send the chunk again; the guards make the repeat harmless.
+                apply_customer.load(self.client)
+                apply_keys.load(self.client)
+                continue
+            raise ProjectionStoreError(f"Redis refused a projection step: {errors[0]}")
+
+    def _record_position(self, position: int) -> None:
+        try:
+            self.tracking.insert_tracking(Tracking(self.application_name, position))
+        except IntegrityError:
+            # Another projector got further; its work and ours are the same (guarded).
+            recorded = self.tracking.max_tracking_id(self.application_name) or 0
+            self.position = max(self.position, recorded)
+            return
+        self.position = position
+        pipe = self.client.pipeline(transaction=False)
+        if self._publish:
+            pipe.publish(self.keys.positions_channel, f"{self.generation}:{position}")
+        if self._follow:
+            pipe.get(self.keys.generation)
+        results = pipe.execute()
+        if self._follow and results and results[-1] is not None:
+            generation = int(results[-1])
+            if generation != self.generation:
+                self._use_generation(generation)
+
+    # Generations
+
+    def _follow_generation(self) -> None:
+        generation = current_generation(self.client, self.keys)
+        if generation != self.generation:
+            self._use_generation(generation)
+
+    def _use_generation(self, generation: int) -> None:
+        if self.generation:
+            logger.info("projection now writes generation %d", generation)
+        self.generation = generation
+        self.tracking = RedisTrackingRecorder(self.client, self.keys, generation)
+        self.position = self.tracking.max_tracking_id(self.application_name) or 0
+
+    # Poison events
+
+    def _is_skipped(self, position: int) -> bool:
+        return bool(self.client.hexists(self.keys.skips, str(position)))
+
+    def _dead_letter(self, poison: UnprojectableEventError) -> None:
+        recorded = self.client.lrange(self.keys.dead_letters, 0, -1)
+        if any(json.loads(entry).get("position") == poison.position for entry in recorded):
+            return
+        logger.error(
+            "projection stopped at position %d (%s): %s; inspect it, then run "
+            "`customers project --skip %d` to step over it",
+            poison.position,
+            poison.topic,
+            poison.reason,
+            poison.position,
+        )
+        entry = {
+            "position": poison.position,
+            "topic": poison.topic,
+            "reason": poison.reason,
+            "at": datetime.now(UTC).isoformat(timespec="microseconds"),
+        }
+        self.client.rpush(self.keys.dead_letters, json.dumps(entry))
+
+    # Waiting
+
+    def _step(self, name: str) -> None:
+        if self._fault is not None:
+            self._fault(name)
+
+    def _sleep(self, stop: threading.Event, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._wake.wait(min(remaining, 0.05)):
+                return
+
+
+class _PostgresListener:
+    """Sets an event on every NOTIFY the library's PostgreSQL recorder sends on insert."""
+
+    def __init__(self, recorder: Any, wake: threading.Event) -> None:
+        self._recorder = recorder
+        self._wake = wake
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="projector-listen", daemon=True)
+
+    @classmethod
+    def start_for(
+        cls, recorder: ApplicationRecorder, wake: threading.Event
+    ) -> _PostgresListener | None:
+        try:
+            from eventsourcing.postgres import PostgresApplicationRecorder
+        except ImportError:  # pragma: no cover - psycopg is a dependency
+            return None
+        if not isinstance(recorder, PostgresApplicationRecorder):
+            return None
+        listener = cls(recorder, wake)
+        listener._thread.start()
+        return listener
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+    def _listen(self) -> None:
+        from psycopg.sql import SQL, Identifier
+
+        while not self._stopped.is_set():
+            try:
+                with self._recorder.datastore.get_connection() as conn:
+                    conn.execute(SQL("LISTEN {0}").format(Identifier(self._recorder.channel_name)))
+                    try:
+                        while not self._stopped.is_set():
+                            for _ in conn.notifies(timeout=0.2, stop_after=1):
+                                self._wake.set()
+                    finally:
+                        conn.execute("UNLISTEN *")
+            except Exception as error:  # the poll bound covers us meanwhile
+                logger.debug("LISTEN connection lost (%s); retrying", error)
+                self._stopped.wait(1.0)
+
+
+def record_skip(client: redis.Redis, keys: Keys, position: int, operator: str) -> dict[str, Any]:
+    """Record an operator's decision to step over a dead-lettered event; returns the record.
+
+    Raises ValueError when the position is not an unskipped dead letter.
+    """
+    letters = [json.loads(entry) for entry in client.lrange(keys.dead_letters, 0, -1)]
+    letter = next((entry for entry in letters if entry.get("position") == position), None)
+    if letter is None:
+        raise ValueError(f"position {position} is not in the dead-letter list")
+    if client.hexists(keys.skips, str(position)):
+        raise ValueError(f"position {position} is skipped already")
+    decision = {
+        "position": position,
+        "topic": letter.get("topic"),
+        "reason": letter.get("reason"),
+        "skipped_by": operator,
+        "skipped_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+    }
+    if not client.hsetnx(keys.skips, str(position), json.dumps(decision)):
+        raise ValueError(f"position {position} is skipped already")
+    logger.warning("operator %s skipped the event at position %d", operator, position)
+    return decision

@@ -1,0 +1,137 @@
+"""Blue/green rebuilds: replay into a fresh generation, switch atomically, drop the old one.
+
+Reads keep being served from the current generation while the new one fills. The switch
+is one script on the meta keys (one hash tag) and only happens once the new generation
+has applied at least as much as the current one, so no read after the switch misses a
+customer the old generation had. A live projector notices the switch at its next page.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from eventsourcing.persistence import ApplicationRecorder
+
+from projections.projector import APPLICATION_NAME, Projector, current_generation
+from projections.read_model import Keys
+from projections.scripts import switch_generation
+
+logger = logging.getLogger(__name__)
+
+# How long the old generation stays after the switch: a projector or reader that looked
+# at the generation just before it finishes its step on the old keys within this time.
+DROP_GRACE_SECONDS = 2.0
+LOCK_SECONDS = 3600
+MAX_SWITCH_ATTEMPTS = 20
+
+
+class RebuildError(Exception):
+    """A rebuild could not start or finish (another one runs, or a switch raced)."""
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    old_generation: int
+    new_generation: int
+    position: int
+    events: int
+    seconds: float
+
+
+Progress = Callable[[int, int, int], None]  # (position, head, events read so far)
+
+
+def rebuild(
+    recorder: ApplicationRecorder,
+    client: redis.Redis,
+    keys: Keys,
+    *,
+    progress: Progress | None = None,
+    page_size: int = 5000,
+    drop_grace: float = DROP_GRACE_SECONDS,
+    application_name: str = APPLICATION_NAME,
+) -> RebuildResult:
+    """Rebuild the read model from the event store into a new generation and switch to it."""
+    lock = f"{{{keys.prefix}}}:rebuild-lock"
+    token = f"{os.getpid()}:{time.time_ns()}"
+    if not client.set(lock, token, nx=True, ex=LOCK_SECONDS):
+        raise RebuildError("another rebuild is running (lock held)")
+    try:
+        return _rebuild(recorder, client, keys, progress, page_size, drop_grace, application_name)
+    finally:
+        if client.get(lock) == token.encode():
+            client.delete(lock)
+
+
+def _rebuild(
+    recorder: ApplicationRecorder,
+    client: redis.Redis,
+    keys: Keys,
+    progress: Progress | None,
+    page_size: int,
+    drop_grace: float,
+    application_name: str,
+) -> RebuildResult:
+    started = time.monotonic()
+    old = current_generation(client, keys)
+    new = old + 1
+    drop_generation(client, keys, new)  # leftovers of an interrupted rebuild
+    head = recorder.max_notification_id() or 0
+    events = 0
+
+    def on_page(position: int, count: int) -> None:
+        nonlocal events
+        events += count
+        if progress is not None:
+            progress(position, max(head, position), events)
+
+    projector = Projector(
+        recorder,
+        client,
+        keys,
+        application_name=application_name,
+        generation=new,
+        publish=False,
+        page_size=page_size,
+        on_page=on_page,
+    )
+    for _ in range(MAX_SWITCH_ATTEMPTS):
+        projector.catch_up()
+        result = switch_generation(
+            client,
+            [keys.generation, keys.tracking(old), keys.tracking(new)],
+            [str(old), str(new), application_name, keys.positions_channel],
+        )
+        assert isinstance(result, int)
+        if result >= 0:
+            break
+        # The live projector got further meanwhile: catch up with it and try again.
+        head = recorder.max_notification_id() or 0
+    else:
+        raise RebuildError("the live projection kept moving ahead; try again")
+    logger.info("read model switched to generation %d at position %d", new, result)
+    time.sleep(drop_grace)
+    drop_generation(client, keys, old)
+    return RebuildResult(old, new, result, events, time.monotonic() - started)
+
+
+def drop_generation(client: redis.Redis, keys: Keys, generation: int) -> int:
+    """Delete one generation's keys (never the current one); returns how many went."""
+    if generation == current_generation(client, keys):
+        raise RebuildError(f"generation {generation} is the one being served")
+    dropped = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=keys.generation_pattern(generation), count=2000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            dropped += int(client.unlink(*batch))
+            batch.clear()
+    if batch:
+        dropped += int(client.unlink(*batch))
+    dropped += int(client.unlink(keys.tracking(generation)))
+    return dropped
