@@ -1,0 +1,505 @@
+"""The producers' HTTP API (contract section 3), on a real ASGI app over both real stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from runtime.container import Container
+from runtime.http import create_write_app
+from runtime.settings import Settings
+from write_side.application import CustomerService
+from write_side.domain.order import Order
+
+
+@dataclass
+class WriteApi:
+    """A write app over a fresh store, and a producer key for it."""
+
+    client: TestClient
+    service: CustomerService
+    producer_key: str
+
+    def auth(self, key: str | None = None, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Token {key or self.producer_key}", **extra}
+
+    def post(self, path: str, body: Any = None, **headers: str) -> Any:
+        return self.client.post(path, json=body, headers=self.auth(**headers))
+
+    def post_raw(self, path: str, text: str) -> Any:
+        """POST JSON text exactly as written, so numbers keep their literal form."""
+        headers = self.auth(**{"Content-Type": "application/json"})
+        return self.client.post(path, content=text.encode(), headers=headers)
+
+    def register(self, **fields: Any) -> int:
+        response = self.post("/api/customers", fields)
+        assert response.status_code == 201, response.text
+        customer_id: int = response.json()["id"]
+        return customer_id
+
+    def place_order(self, customer_id: int, amount: str = "10.00", **fields: Any) -> str:
+        response = self.post(
+            "/api/orders", {"customer_id": customer_id, "amount": amount, **fields}
+        )
+        assert response.status_code == 201, response.text
+        order_id: str = response.json()["order_id"]
+        return order_id
+
+    def placed_orders(self) -> int:
+        return len(
+            self.service.recorder.select_notifications(1, 100_000, topics=[Order.Placed.TOPIC])
+        )
+
+    def head(self) -> int:
+        return self.service.recorder.max_notification_id() or 0
+
+
+@pytest.fixture
+def container(event_store_url: str) -> Iterator[Container]:
+    container = Container(Settings(EVENT_STORE_URL=event_store_url))
+    yield container
+    container.close()
+
+
+@pytest.fixture
+def api(container: Container) -> Iterator[WriteApi]:
+    issued = container.write_service.issue_api_key("orders-service", "producer")
+    app = create_write_app(container)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield WriteApi(client, container.write_service, issued.key)
+
+
+# Registration
+
+
+def test_registration_without_id_allocates_the_next_free_integer(api: WriteApi) -> None:
+    api.register(id=1)
+    api.register(id=2)
+    response = api.post("/api/customers", {"first_name": "Ann"})
+    assert response.status_code == 201
+    assert response.json() == {"id": 3, "position": api.head()}
+
+
+def test_registration_with_an_id_keeps_it_and_stores_the_trimmed_profile(api: WriteApi) -> None:
+    response = api.post(
+        "/api/customers",
+        {
+            "id": 42,
+            "first_name": "  Ann ",
+            "last_name": "Lee",
+            "email": "ann@example.com",
+            "mobile_number": "+98 912 000 0000",
+            "national_code": " 0012345678 ",
+            "birth_date": "1990-02-28",
+            "gender": "female",
+            "notes": " prefers email ",
+        },
+    )
+    assert response.status_code == 201
+    assert response.json()["id"] == 42
+    customer = api.service.get_customer(42)
+    assert customer.profile == {
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "email": "ann@example.com",
+        "mobile_number": "+98 912 000 0000",
+        "national_code": "0012345678",
+        "birth_date": "1990-02-28",
+        "gender": "female",
+        "notes": "prefers email",
+    }
+    assert customer.is_active
+
+
+def test_registering_a_taken_id_is_a_conflict(api: WriteApi) -> None:
+    api.register(id=7)
+    response = api.post("/api/customers", {"id": 7, "first_name": "Bob"})
+    assert response.status_code == 409
+    assert response.json() == {"detail": "Customer 7 is already registered."}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("first_name", "x" * 151),
+        ("last_name", "   "),
+        ("notes", "n" * 2001),
+        ("birth_date", (datetime.now(UTC).date() + timedelta(days=2)).isoformat()),
+        ("birth_date", "2023-02-30"),
+        ("email", "not-an-address"),
+        ("gender", "other"),
+        ("id", 0),
+        ("id", "5"),
+        ("id", 2**63),
+        ("nickname", "Al"),
+    ],
+)
+def test_registration_with_an_invalid_field_is_refused_naming_the_field(
+    api: WriteApi, field: str, value: Any
+) -> None:
+    response = api.post("/api/customers", {field: value})
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [["body", field]]
+    assert api.head() == 1  # only the key's event; nothing appended
+
+
+def test_notes_of_exactly_2000_characters_and_names_of_150_are_accepted(api: WriteApi) -> None:
+    customer_id = api.register(first_name="x" * 150, notes="n" * 2000)
+    assert api.service.get_customer(customer_id).profile["notes"] == "n" * 2000
+
+
+# Profile updates
+
+
+def test_a_profile_update_changes_the_named_fields_and_null_clears_one(api: WriteApi) -> None:
+    customer_id = api.register(first_name="Ann", email="ann@example.com", gender="female")
+    response = api.client.patch(
+        f"/api/customers/{customer_id}",
+        json={"last_name": "Lee", "email": None},
+        headers=api.auth(),
+    )
+    assert response.status_code == 200
+    assert response.json() == {"id": customer_id, "position": api.head()}
+    profile = api.service.get_customer(customer_id).profile
+    assert (profile["first_name"], profile["last_name"], profile["email"]) == ("Ann", "Lee", None)
+    assert profile["gender"] == "female"
+
+
+def test_a_profile_update_that_changes_nothing_answers_the_latest_position(
+    api: WriteApi,
+) -> None:
+    customer_id = api.register(first_name="Ann")
+    before = api.head()
+    response = api.client.patch(
+        f"/api/customers/{customer_id}", json={"first_name": " Ann "}, headers=api.auth()
+    )
+    assert response.status_code == 200
+    assert response.json() == {"id": customer_id, "position": before}
+    assert api.head() == before
+
+
+def test_updating_an_unknown_customer_is_not_found(api: WriteApi) -> None:
+    response = api.client.patch("/api/customers/99", json={"first_name": "A"}, headers=api.auth())
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Customer not found."}
+
+
+def test_an_invalid_profile_update_is_refused(api: WriteApi) -> None:
+    customer_id = api.register()
+    response = api.client.patch(
+        f"/api/customers/{customer_id}", json={"gender": "unknown"}, headers=api.auth()
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "gender"]
+
+
+# Logins and status
+
+
+def test_a_login_without_a_time_is_recorded_now(api: WriteApi) -> None:
+    customer_id = api.register()
+    before = datetime.now(UTC)
+    response = api.post(f"/api/customers/{customer_id}/logins")
+    assert response.status_code == 200
+    assert response.json() == {"position": api.head()}
+    last_login = api.service.get_customer(customer_id).last_login
+    assert last_login is not None
+    assert before <= last_login <= datetime.now(UTC)
+
+
+def test_the_latest_login_wins_whatever_order_logins_arrive_in(api: WriteApi) -> None:
+    customer_id = api.register()
+    api.post(f"/api/customers/{customer_id}/logins", {"at": "2026-03-02T10:00:00+00:00"})
+    api.post(f"/api/customers/{customer_id}/logins", {"at": "2026-03-01T10:00:00+00:00"})
+    last_login = api.service.get_customer(customer_id).last_login
+    assert last_login == datetime(2026, 3, 2, 10, tzinfo=UTC)
+
+
+def test_a_login_time_without_a_timezone_is_refused(api: WriteApi) -> None:
+    customer_id = api.register()
+    response = api.post(f"/api/customers/{customer_id}/logins", {"at": "2026-03-02T10:00:00"})
+    assert response.status_code == 422
+
+
+def test_a_login_for_an_unknown_customer_is_not_found(api: WriteApi) -> None:
+    assert api.post("/api/customers/5/logins").status_code == 404
+
+
+def test_deactivation_and_reactivation_toggle_and_refuse_repeats(api: WriteApi) -> None:
+    customer_id = api.register()
+    deactivated = api.post(f"/api/customers/{customer_id}/deactivate")
+    assert deactivated.status_code == 200
+    assert deactivated.json() == {"position": api.head()}
+    again = api.post(f"/api/customers/{customer_id}/deactivate")
+    assert (again.status_code, again.json()) == (
+        409,
+        {"detail": "Customer is already deactivated."},
+    )
+    assert api.post(f"/api/customers/{customer_id}/reactivate").status_code == 200
+    assert api.service.get_customer(customer_id).is_active
+    again = api.post(f"/api/customers/{customer_id}/reactivate")
+    assert (again.status_code, again.json()) == (409, {"detail": "Customer is already active."})
+
+
+@pytest.mark.parametrize("action", ["deactivate", "reactivate"])
+def test_status_changes_for_an_unknown_customer_are_not_found(api: WriteApi, action: str) -> None:
+    assert api.post(f"/api/customers/123/{action}").status_code == 404
+
+
+# Orders
+
+
+def test_placing_an_order_answers_its_id_and_position(api: WriteApi) -> None:
+    customer_id = api.register()
+    response = api.post(
+        "/api/orders", {"customer_id": customer_id, "amount": "12.34", "order_id": "A-1"}
+    )
+    assert response.status_code == 201
+    assert response.json() == {"order_id": "A-1", "position": api.head()}
+    order = api.service.get_order("A-1")
+    assert (order.customer_id, order.amount) == (customer_id, Decimal("12.34"))
+
+
+@pytest.mark.parametrize(
+    ("json_number", "expected"),
+    [("0.1", "0.10"), ("1e-1", "0.10"), ("7", "7.00"), ("1000000000000", "1000000000000.00")],
+)
+def test_a_json_number_amount_is_read_exactly_from_its_text(
+    api: WriteApi, json_number: str, expected: str
+) -> None:
+    customer_id = api.register()
+    response = api.post_raw(
+        "/api/orders", f'{{"customer_id": {customer_id}, "amount": {json_number}}}'
+    )
+    assert response.status_code == 201, response.text
+    amount = api.service.get_order(response.json()["order_id"]).amount
+    assert str(amount) == expected
+
+
+@pytest.mark.parametrize(
+    "amount_json",
+    [
+        "0",
+        "-1",
+        '"-0.50"',
+        "0.001",
+        '"0.001"',
+        '"1000000000000.01"',
+        "1e400",
+        '"123456789012345678901234567890.123"',
+        "true",
+        "null",
+        '"abc"',
+        '"1_000"',
+        '"NaN"',
+        '"1e2"',
+        "[1]",
+    ],
+)
+def test_an_amount_that_is_not_a_positive_two_place_bounded_decimal_is_refused(
+    api: WriteApi, amount_json: str
+) -> None:
+    customer_id = api.register()
+    response = api.post_raw(
+        "/api/orders", f'{{"customer_id": {customer_id}, "amount": {amount_json}}}'
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "amount"]
+    assert api.placed_orders() == 0
+
+
+def test_an_order_with_an_unknown_field_is_refused(api: WriteApi) -> None:
+    customer_id = api.register()
+    response = api.post("/api/orders", {"customer_id": customer_id, "amount": "1", "tip": "1"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "tip"]
+
+
+def test_an_order_for_an_unknown_customer_is_not_found(api: WriteApi) -> None:
+    response = api.post("/api/orders", {"customer_id": 404, "amount": "1.00"})
+    assert (response.status_code, response.json()) == (404, {"detail": "Customer not found."})
+    assert api.placed_orders() == 0
+
+
+def test_a_deactivated_customer_cannot_place_orders(api: WriteApi) -> None:
+    customer_id = api.register()
+    api.post(f"/api/customers/{customer_id}/deactivate")
+    response = api.post("/api/orders", {"customer_id": customer_id, "amount": "1.00"})
+    assert response.status_code == 409
+    assert response.json() == {"detail": "Customer is deactivated and cannot place orders."}
+    assert api.placed_orders() == 0
+
+
+def test_a_taken_order_id_is_a_conflict(api: WriteApi) -> None:
+    customer_id = api.register()
+    api.place_order(customer_id, order_id="A-1")
+    response = api.post(
+        "/api/orders", {"customer_id": customer_id, "amount": "2", "order_id": "A-1"}
+    )
+    assert (response.status_code, response.json()) == (409, {"detail": "Order A-1 already exists."})
+    assert api.placed_orders() == 1
+
+
+def test_an_order_placed_at_a_given_time_keeps_it(api: WriteApi) -> None:
+    customer_id = api.register()
+    order_id = api.place_order(customer_id, placed_at="2026-01-31T23:59:00+03:30")
+    placed_at = api.service.get_order(order_id).placed_at
+    assert placed_at == datetime(2026, 1, 31, 20, 29, tzinfo=UTC)
+
+
+def test_cancelling_an_order_succeeds_once(api: WriteApi) -> None:
+    order_id = api.place_order(api.register())
+    cancelled = api.post(f"/api/orders/{order_id}/cancel")
+    assert (cancelled.status_code, cancelled.json()) == (200, {"position": api.head()})
+    again = api.post(f"/api/orders/{order_id}/cancel")
+    assert (again.status_code, again.json()) == (409, {"detail": "Order is cancelled."})
+
+
+def test_cancelling_an_unknown_order_is_not_found(api: WriteApi) -> None:
+    response = api.post("/api/orders/nope/cancel")
+    assert (response.status_code, response.json()) == (404, {"detail": "Order not found."})
+
+
+def test_refunds_add_up_to_at_most_the_amount(api: WriteApi) -> None:
+    order_id = api.place_order(api.register(), amount="10.00")
+    first = api.post(f"/api/orders/{order_id}/refunds", {"amount": "4.00"})
+    assert (first.status_code, first.json()) == (200, {"position": api.head()})
+    assert api.post(f"/api/orders/{order_id}/refunds", {"amount": "6.00"}).status_code == 200
+    over = api.post(f"/api/orders/{order_id}/refunds", {"amount": "0.01"})
+    assert over.status_code == 409
+    assert over.json()["detail"].startswith("Refund refused")
+    assert api.service.get_order(order_id).refunded == Decimal("10.00")
+
+
+def test_a_cancelled_order_cannot_be_refunded(api: WriteApi) -> None:
+    order_id = api.place_order(api.register())
+    api.post(f"/api/orders/{order_id}/cancel")
+    response = api.post(f"/api/orders/{order_id}/refunds", {"amount": "1.00"})
+    assert (response.status_code, response.json()) == (409, {"detail": "Order is cancelled."})
+
+
+def test_a_refund_of_an_unknown_order_is_not_found(api: WriteApi) -> None:
+    assert api.post("/api/orders/nope/refunds", {"amount": "1.00"}).status_code == 404
+
+
+@pytest.mark.parametrize("amount", ["0", "0.001", None, True, "ten"])
+def test_an_invalid_refund_amount_is_refused(api: WriteApi, amount: Any) -> None:
+    order_id = api.place_order(api.register())
+    response = api.post(f"/api/orders/{order_id}/refunds", {"amount": amount})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "amount"]
+
+
+def test_cancelling_after_a_refund_removes_only_what_the_order_still_counted(
+    api: WriteApi,
+) -> None:
+    order_id = api.place_order(api.register(), amount="10.00")
+    api.post(f"/api/orders/{order_id}/refunds", {"amount": "2.50"})
+    api.post(f"/api/orders/{order_id}/cancel")
+    events = api.service.recorder.select_notifications(1, 100, topics=[Order.Cancelled.TOPIC])
+    cancelled = api.service.mapper.to_domain_event(events[0])
+    assert isinstance(cancelled, Order.Cancelled)
+    assert cancelled.amount_removed == Decimal("7.50")
+
+
+def test_every_success_answers_a_position_that_grows_with_each_write(api: WriteApi) -> None:
+    customer_id = api.register()
+    order_id = api.place_order(customer_id)
+    positions = [
+        api.post(f"/api/customers/{customer_id}/logins").json()["position"],
+        api.client.patch(
+            f"/api/customers/{customer_id}", json={"notes": "vip"}, headers=api.auth()
+        ).json()["position"],
+        api.post(f"/api/orders/{order_id}/refunds", {"amount": "1.00"}).json()["position"],
+        api.post(f"/api/orders/{order_id}/cancel").json()["position"],
+        api.post(f"/api/customers/{customer_id}/deactivate").json()["position"],
+    ]
+    assert positions == sorted(set(positions))
+    assert positions[-1] == api.head()
+
+
+def test_a_body_that_is_not_json_is_refused_without_internals(api: WriteApi) -> None:
+    response = api.post_raw("/api/orders", "{not json")
+    assert response.status_code == 422
+    assert "Traceback" not in response.text
+
+
+# Authentication and roles (DRF's TokenAuthentication wording)
+
+
+@pytest.mark.parametrize(
+    ("authorization", "detail"),
+    [
+        (None, "Authentication credentials were not provided."),
+        ("Bearer abc", "Authentication credentials were not provided."),
+        ("Token", "Invalid token header. No credentials provided."),
+        ("Token a b", "Invalid token header. Token string should not contain spaces."),
+        ("Token unknown-key", "Invalid token."),
+    ],
+)
+def test_a_missing_or_bad_token_is_refused_as_drf_does(
+    api: WriteApi, authorization: str | None, detail: str
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = api.client.post("/api/customers", json={}, headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"detail": detail}
+    assert response.headers["WWW-Authenticate"] == "Token"
+    assert api.head() == 1
+
+
+def test_a_revoked_key_is_refused(api: WriteApi, container: Container) -> None:
+    revoked = api.service.issue_api_key("old-service", "producer").key
+    api.service.revoke_api_key("old-service")
+    directory = type(container.write_keys)(api.service)
+    api.client.app.state.write_keys = directory  # type: ignore[attr-defined]
+    response = api.post("/api/customers", {}, Authorization=f"Token {revoked}")
+    assert (response.status_code, response.json()) == (401, {"detail": "Invalid token."})
+    assert response.headers["WWW-Authenticate"] == "Token"
+
+
+@pytest.mark.parametrize("scheme", ["token", "TOKEN", "ToKeN"])
+def test_the_scheme_word_is_case_insensitive(api: WriteApi, scheme: str) -> None:
+    response = api.client.post(
+        "/api/customers", json={}, headers={"Authorization": f"{scheme} {api.producer_key}"}
+    )
+    assert response.status_code == 201
+
+
+def test_an_admin_key_may_write(api: WriteApi) -> None:
+    admin = api.service.issue_api_key("ops", "admin").key
+    response = api.post("/api/customers", {}, Authorization=f"Token {admin}")
+    assert response.status_code == 201
+
+
+def test_a_staff_key_is_forbidden_to_write(api: WriteApi) -> None:
+    staff = api.service.issue_api_key("support-desk", "staff").key
+    response = api.post("/api/customers", {"id": 1}, Authorization=f"Token {staff}")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "You do not have permission to perform this action."}
+    assert api.head() == 2  # the two keys' events only
+
+
+def test_credentials_are_checked_before_the_body(api: WriteApi) -> None:
+    response = api.client.post("/api/orders", json={"amount": "nonsense"})
+    assert response.status_code == 401
+
+
+def test_the_openapi_document_lists_every_write_status(api: WriteApi) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    statuses = set(paths["/api/orders"]["post"]["responses"])
+    assert {"201", "401", "403", "404", "409", "422", "503"} <= statuses
+
+
+def test_birth_date_today_is_accepted(api: WriteApi) -> None:
+    today = datetime.now(UTC).date()
+    customer_id = api.register(birth_date=today.isoformat())
+    stored = api.service.get_customer(customer_id).profile["birth_date"]
+    assert stored is not None
+    assert date.fromisoformat(stored) == today
