@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from runtime.cli_demo import demo
 from runtime.container import Container
 from runtime.settings import Settings
 from write_side.application import ApiKeyNameTakenError, ApiKeyNotFoundError
@@ -18,6 +19,7 @@ from write_side.domain.api_key import ApiKeyRevokedError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 tokens = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 app.add_typer(tokens, name="tokens")
+app.command("demo")(demo)
 err = Console(stderr=True, soft_wrap=True)
 
 
