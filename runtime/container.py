@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
+import redis
+
+from projections.projector import Projector
+from projections.read_model import Keys
+from runtime.redis_store import RedisEndpoint, open_redis
 from runtime.settings import Settings, event_store_env
 from write_side.application import CustomerService
 from write_side.auth import KeyDirectory
@@ -21,5 +27,43 @@ class Container:
         self.write_service = CustomerService(event_store_env(self.settings.EVENT_STORE_URL))
         self.write_keys = KeyDirectory(self.write_service)
 
+    # The read model's Redis and the projector, built on first use: write-only processes
+    # never need Redis.
+    _redis_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _redis_endpoint: RedisEndpoint | None = field(init=False, default=None)
+    _redis_client: redis.Redis | None = field(init=False, default=None)
+    _projector: Projector | None = field(init=False, default=None)
+
+    @property
+    def redis_url(self) -> str:
+        """The configured Redis, or the embedded one (started here) when REDIS_URL is unset."""
+        with self._redis_lock:
+            if self._redis_endpoint is None:
+                self._redis_endpoint = open_redis(self.settings.REDIS_URL, self.settings.DATA_DIR)
+            return self._redis_endpoint.url
+
+    @property
+    def redis_keys(self) -> Keys:
+        return Keys(self.settings.REDIS_PREFIX)
+
+    @property
+    def redis(self) -> redis.Redis:
+        """A sync client for the projector and the CLI."""
+        url = self.redis_url
+        with self._redis_lock:
+            if self._redis_client is None:
+                self._redis_client = redis.Redis.from_url(url, socket_timeout=30)
+            return self._redis_client
+
+    @property
+    def projector(self) -> Projector:
+        if self._projector is None:
+            self._projector = Projector(self.write_service.recorder, self.redis, self.redis_keys)
+        return self._projector
+
     def close(self) -> None:
         self.write_service.close()
+        if self._redis_client is not None:
+            self._redis_client.close()
+        if self._redis_endpoint is not None:
+            self._redis_endpoint.stop()

