@@ -23,6 +23,7 @@ from read_side.redis_link import RedisLink, RedisReplyError, StoreUnavailableErr
 log = logging.getLogger("customers.read")
 
 DEFAULT_UPSTREAM = "customers"
+FIRST_GENERATION = 1
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class ProjectionState:
         self._upstream = upstream
         self._refresh_interval = refresh_interval
         self._max_staleness = max_staleness
-        self.generation = 0
+        self.generation = FIRST_GENERATION
         self.position = 0
         self.grants: dict[str, KeyGrant] = {}
         self.refreshed_at = float("-inf")
@@ -82,7 +83,7 @@ class ProjectionState:
     async def refresh(self) -> None:
         """Read generation, position and keys from Redis (StoreUnavailableError if down)."""
         started = time.monotonic()
-        generation = _as_int(await self._link.execute("GET", self._keys.generation))
+        generation = _generation(await self._link.execute("GET", self._keys.generation))
         tracking, grants = await asyncio.gather(
             self._link.execute("HGET", self._keys.tracking(generation), self._upstream),
             self._link.execute("HGETALL", self._keys.api_keys(generation)),
@@ -159,6 +160,11 @@ class ProjectionState:
                 with contextlib.suppress(Exception):
                     await client.aclose()
             await asyncio.sleep(0.5)
+
+
+def _generation(value: bytes | None) -> int:
+    # The projector creates generation 1 on first use; until then there is nothing else.
+    return int(value) if value is not None else FIRST_GENERATION
 
 
 def _as_int(value: bytes | None) -> int:

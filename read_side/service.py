@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from projections.status import status_from
 from read_side.read_side import ReadSide
 from read_side.redis_link import RedisReplyError, StoreUnavailableError
 
@@ -51,7 +52,11 @@ async def readyz(request: Request) -> Response:
     body: dict[str, Any] = {"status": "ready", "redis": "ok", "event_store": "ok"}
     try:
         await read_side.state.refresh()
-        dead_letters: int | None = await read_side.link.execute("LLEN", read_side.keys.dead_letters)
+        letters, skipped = await asyncio.gather(
+            read_side.link.execute("LRANGE", read_side.keys.dead_letters, 0, -1),
+            read_side.link.execute("HKEYS", read_side.keys.skips),
+        )
+        dead_letters: int | None = status_from(0, 0, 0, letters, skipped)["dead_letters"]
     except (StoreUnavailableError, RedisReplyError):
         body["redis"] = "unreachable"
         dead_letters = None

@@ -193,7 +193,7 @@ def test_a_changed_record_gets_a_new_etag_and_a_full_body(
 ) -> None:
     client, keys = store
     etag = get(base_url, "/api/customers/7").headers["etag"]
-    client.hincrby(keys.customer(0, 7), "o", 1)
+    client.hincrby(keys.customer(1, 7), "o", 1)
     response = get(base_url, "/api/customers/7", **{"If-None-Match": etag})
     assert response.status_code == 200
     assert response.json()["total_orders"] == 4
@@ -261,7 +261,7 @@ def test_a_corrupt_record_is_a_logged_500_without_internals(
     base_url: str, store: tuple[redis.Redis, Keys], caplog: pytest.LogCaptureFixture
 ) -> None:
     client, keys = store
-    client.hset(keys.customer(0, 9), mapping={"d": "not json", "s": 0, "o": 0})
+    client.hset(keys.customer(1, 9), mapping={"d": "not json", "s": 0, "o": 0})
     with caplog.at_level(logging.ERROR, logger="customers.read"):
         response = get(base_url, "/api/customers/9")
     assert_error(response, 500, "Internal server error.")

@@ -20,7 +20,7 @@ def put_customer(
     keys: Keys,
     customer_id: int,
     *,
-    generation: int = 0,
+    generation: int = 1,
     position: int = 1,
     active: bool = True,
     date_joined: str = "2024-01-02T03:04:05.000006+00:00",
@@ -46,7 +46,7 @@ def put_api_key(
     role: str,
     *,
     revoked: bool = False,
-    generation: int = 0,
+    generation: int = 1,
     position: int = 1,
 ) -> None:
     key_hash = hashlib.sha256(key.encode()).hexdigest()
@@ -56,7 +56,7 @@ def put_api_key(
 
 
 def set_applied_position(
-    client: redis.Redis, keys: Keys, position: int, *, generation: int = 0, announce: bool = True
+    client: redis.Redis, keys: Keys, position: int, *, generation: int = 1, announce: bool = True
 ) -> None:
     client.hset(keys.tracking(generation), "customers", position)
     if announce:
