@@ -108,7 +108,8 @@ def test_a_found_customer_is_the_contract_document_in_order(base_url: str) -> No
 
 def test_a_bare_customer_has_nulls_zero_totals_and_is_inactive(base_url: str) -> None:
     body = get(base_url, "/api/customers/8", key=ADMIN).json()
-    assert body["first_name"] is None and body["last_login"] is None
+    assert body["first_name"] is None
+    assert body["last_login"] is None
     assert body["is_active"] is False
     assert body["is_profile_completed"] is False
     assert (body["total_orders"], body["total_spent"]) == (0, "0.00")
@@ -164,7 +165,7 @@ def test_authentication_comes_before_lookup(base_url: str) -> None:
 @pytest.mark.parametrize(
     "segment",
     ["0", "-1", "+7", "07", "%207", "7%20", "7.0", "1e3", "abc", "9223372036854775808",
-     "99999999999999999999999", "%EF%BC%97", "٧"],
+     "99999999999999999999999", "%EF%BC%97", "\u0667"],
 )  # fmt: skip
 def test_malformed_ids_are_a_json_4xx_never_500(base_url: str, segment: str) -> None:
     response = get(base_url, f"/api/customers/{segment}")
