@@ -26,7 +26,7 @@ class RequestMetrics:
 
     buckets: tuple[float, ...] = LATENCY_BUCKETS
     series: dict[tuple[str, str, int], _Series] = field(default_factory=dict)
-    gauges: dict[str, tuple[str, Callable[[], float | None]]] = field(default_factory=dict)
+    gauges: dict[str, tuple[str, str, Callable[[], float | None]]] = field(default_factory=dict)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (method, route, status)
@@ -37,9 +37,11 @@ class RequestMetrics:
         series.total += seconds
         series.observations += 1
 
-    def gauge(self, name: str, help_text: str, read: Callable[[], float | None]) -> None:
+    def gauge(
+        self, name: str, help_text: str, read: Callable[[], float | None], kind: str = "gauge"
+    ) -> None:
         """Register a number read at scrape time (None: not known, left out)."""
-        self.gauges[name] = (help_text, read)
+        self.gauges[name] = (help_text, kind, read)
 
     def render(self) -> bytes:
         return "".join(self._lines()).encode()
@@ -57,12 +59,12 @@ class RequestMetrics:
             yield f'{name}_bucket{{{labels},le="+Inf"}} {series.observations}\n'
             yield f"{name}_sum{{{labels}}} {series.total}\n"
             yield f"{name}_count{{{labels}}} {series.observations}\n"
-        for gauge_name, (help_text, read) in sorted(self.gauges.items()):
+        for gauge_name, (help_text, kind, read) in sorted(self.gauges.items()):
             value = read()
             if value is None:
                 continue
             yield f"# HELP {gauge_name} {help_text}\n"
-            yield f"# TYPE {gauge_name} gauge\n"
+            yield f"# TYPE {gauge_name} {kind}\n"
             yield f"{gauge_name} {value}\n"
 
 

@@ -79,9 +79,9 @@ def _read_side_lifespan(
     return lifespan
 
 
-def build_read_side(container: Container, redis_url: str) -> ReadSide:
+def build_read_side(container: Container, redis_url: str | None) -> ReadSide:
     return ReadSide(
-        redis_url,
+        redis_url or container.redis_url,
         Keys(container.settings.REDIS_PREFIX),
         min_position_wait=container.settings.MIN_POSITION_WAIT_SECONDS,
     )
@@ -96,7 +96,7 @@ def _store_head(container: Container) -> Callable[[], int]:
     return head
 
 
-def create_read_app(container: Container, redis_url: str) -> ServiceApp:
+def create_read_app(container: Container, redis_url: str | None = None) -> ServiceApp:
     """Staff reads alone: GET /api/customers/{id}, /healthz, /readyz, /metrics."""
     read_side = build_read_side(container, redis_url)
     app = ServiceApp(
@@ -110,7 +110,7 @@ def create_read_app(container: Container, redis_url: str) -> ServiceApp:
     return app
 
 
-def create_app(container: Container, redis_url: str) -> ServiceApp:
+def create_app(container: Container, redis_url: str | None = None) -> ServiceApp:
     """All in one: the producers' API and the staff read API in one app."""
     read_side = build_read_side(container, redis_url)
     app = ServiceApp(

@@ -1,0 +1,164 @@
+"""`customers serve | read-api | write-api`: the HTTP processes.
+
+`serve` is everything in one process: one uvicorn server with the write and read APIs,
+and the projector in a thread. SIGTERM or SIGINT stops it in order: uvicorn stops
+accepting and finishes the requests in flight, then the projector stops between pages,
+then the stores close (an embedded Redis last, flushing its AOF). Acknowledged writes
+are in the event store before they are acknowledged, so a stop loses nothing; the
+projector simply resumes from its recorded position on the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import typer
+import uvicorn
+
+from projections.projector import Projector
+from runtime.container import Container
+from runtime.http import create_app, create_read_app, create_write_app
+from write_side.application import ApiKeyNameTakenError
+
+log = logging.getLogger("customers.serve")
+
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
+FIRST_ADMIN_NAME = "admin"
+PROJECTOR_STOP_SECONDS = 30.0
+
+
+def _open() -> Container:
+    from runtime.cli import open_container
+
+    container = open_container()
+    logging.basicConfig(
+        level=container.settings.LOG_LEVEL.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return container
+
+
+def _fail(message: str) -> typer.Exit:
+    from runtime.cli import fail
+
+    return fail(message)
+
+
+def _redis_url(container: Container) -> str:
+    try:
+        return container.redis_url
+    except Exception as error:  # not startable or not reachable: one line, no traceback
+        container.close()
+        raise _fail(f"REDIS_URL: cannot use Redis ({error})") from None
+
+
+def ensure_admin_key(container: Container) -> Path | None:
+    """On a first start (no keys at all), issue an admin key into DATA_DIR/admin.token."""
+    service = container.write_service
+    if service.has_api_keys():
+        return None
+    try:
+        issued = service.issue_api_key(FIRST_ADMIN_NAME, "admin")
+    except ApiKeyNameTakenError:  # another process won the first start
+        return None
+    data_dir = container.settings.DATA_DIR
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / ADMIN_TOKEN_FILE
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)  # also when the file existed with laxer rights
+        os.write(descriptor, (issued.key + "\n").encode())
+    finally:
+        os.close(descriptor)
+    log.warning("first start: an admin API key was written to %s (mode 0600)", path.resolve())
+    return path
+
+
+def _uvicorn(app: Any, container: Container) -> None:
+    """Run one uvicorn server until SIGTERM/SIGINT, then return normally."""
+    settings = container.settings
+    config = uvicorn.Config(
+        app,
+        host=settings.HOST,
+        port=settings.PORT,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=20,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the stop signal through the handlers it found once it has shut
+    # down; these make that a no-op, so the cleanup below runs and the exit code is 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    server.run()
+    if not server.started:
+        raise _fail(f"cannot serve on {settings.HOST}:{settings.PORT} (see the log above)")
+
+
+def serve() -> None:
+    """All in one: write API, read API and projector in one process on HOST:PORT."""
+    container = _open()
+    stop = threading.Event()
+    projector_thread: threading.Thread | None = None
+    try:
+        redis_url = _redis_url(container)
+        ensure_admin_key(container)
+        applied = [0]
+
+        def count(_: int, events: int) -> None:
+            applied[0] += events
+
+        projector = Projector(
+            container.write_service.recorder, container.redis, container.redis_keys, on_page=count
+        )
+        projector_thread = threading.Thread(
+            target=projector.run, args=(stop,), name="projector", daemon=True
+        )
+        projector_thread.start()
+        app = create_app(container, redis_url)
+        app.state.read_side.metrics.gauge(
+            "projector_events_applied_total",
+            "Events this process's projector has applied since it started",
+            lambda: applied[0],
+            kind="counter",
+        )
+        _uvicorn(app, container)
+    finally:
+        stop.set()
+        if projector_thread is not None:
+            projector_thread.join(PROJECTOR_STOP_SECONDS)
+        container.close()
+        log.info("stopped")
+
+
+def read_api() -> None:
+    """The staff read API alone (GET /api/customers/{id}, /healthz, /readyz, /metrics)."""
+    container = _open()
+    try:
+        app = create_read_app(container, _redis_url(container))
+        _uvicorn(app, container)
+    finally:
+        container.close()
+
+
+def write_api() -> None:
+    """The producers' write API alone."""
+    container = _open()
+    try:
+        _uvicorn(create_write_app(container), container)
+    finally:
+        container.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("read-api")(read_api)
+    app.command("write-api")(write_api)
