@@ -95,6 +95,8 @@ class Projector:
         self.generation = 0
         self.tracking: RedisTrackingRecorder
         self.position = 0
+        apply_customer.load(client)
+        apply_keys.load(client)
         self._use_generation(generation or current_generation(client, keys))
 
     # Public interface
@@ -199,7 +201,7 @@ class Projector:
                 ops.append((change.position, change.kind, str(spent), str(orders), change.value))
             ops.reverse()
             key = self.keys.customer(generation, customer_id)
-            commands.append(("EVALSHA", sha, 1, key, orjson.dumps(ops), str(changes[-1].position)))
+            commands.append((sha, 1, key, orjson.dumps(ops), str(changes[-1].position)))
         if keys:
             ops_keys = [
                 (k.position, str(k.position), k.key_hash, k.role, 1 if k.revoked else 0)

@@ -40,7 +40,7 @@ class RebuildResult:
     new_generation: int
     position: int
     events: int
-    seconds: float
+    seconds: float  # replaying and switching; the drop after the grace period not included
 
 
 Progress = Callable[[int, int, int], None]  # (position, head, events read so far)
@@ -114,10 +114,11 @@ def _rebuild(
         head = recorder.max_notification_id() or 0
     else:
         raise RebuildError("the live projection kept moving ahead; try again")
+    seconds = time.monotonic() - started
     logger.info("read model switched to generation %d at position %d", new, result)
     time.sleep(drop_grace)
     drop_generation(client, keys, old)
-    return RebuildResult(old, new, result, events, time.monotonic() - started)
+    return RebuildResult(old, new, result, events, seconds)
 
 
 def drop_generation(client: redis.Redis, keys: Keys, generation: int) -> int:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runtime.cli_demo import demo
+from runtime.cli_projection import register as register_projection_commands
 from runtime.cli_serve import register as register_serve_commands
 from runtime.container import Container
 from runtime.settings import Settings
@@ -21,6 +22,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 tokens = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 app.add_typer(tokens, name="tokens")
 app.command("demo")(demo)
+register_projection_commands(app)
 register_serve_commands(app)
 err = Console(stderr=True, soft_wrap=True)
 

@@ -1,0 +1,215 @@
+"""`customers project | rebuild | audit`: the read model's operations."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import signal
+import threading
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+import typer
+from redis.exceptions import RedisError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from projections.audit import audit as run_audit
+from projections.audit import history, skipped_positions
+from projections.events import UnprojectableEventError
+from projections.projector import ProjectionStoreError, record_skip
+from projections.rebuild import RebuildError, rebuild
+from runtime.container import Container
+
+err = Console(stderr=True, soft_wrap=True)
+MAX_ROWS = 50
+
+
+def _fail(message: str) -> typer.Exit:
+    from runtime.cli import fail
+
+    return fail(message)
+
+
+def _container() -> Container:
+    from runtime.cli import open_container
+
+    container = open_container()
+    logging.basicConfig(
+        level=container.settings.LOG_LEVEL.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        container.redis.ping()
+    except Exception as error:  # unreachable or not startable: one line, no traceback
+        container.close()
+        raise _fail(f"REDIS_URL: cannot reach Redis ({error})") from None
+    return container
+
+
+def project(
+    skip: Annotated[
+        int | None,
+        typer.Option(help="Record an operator's decision to step over this dead-lettered event"),
+    ] = None,
+) -> None:
+    """Project the event store into the Redis read model: catch up, then follow live."""
+    container = _container()
+    try:
+        if skip is not None:
+            try:
+                record_skip(container.redis, container.redis_keys, skip, getpass.getuser())
+            except ValueError as error:
+                raise _fail(str(error)) from None
+            err.print(f"skipping the event at position {skip} (recorded)", highlight=False)
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        projector = container.projector
+        err.print(
+            f"projecting from position {projector.position} into generation "
+            f"{projector.generation}; stop with Ctrl-C",
+            highlight=False,
+        )
+        projector.run(stop)
+    finally:
+        container.close()
+
+
+def rebuild_command() -> None:
+    """Rebuild the read model into a fresh generation while the current one serves reads."""
+    container = _container()
+    started = time.monotonic()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>10,.0f} events/s"),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=err, transient=False) as progress:
+            task = progress.add_task("rebuilding", total=None, rate=0.0)
+
+            def report(position: int, head: int, events: int) -> None:
+                rate = events / max(time.monotonic() - started, 1e-9)
+                progress.update(task, completed=position, total=head, rate=rate)
+
+            result = rebuild(
+                container.write_service.recorder,
+                container.redis,
+                container.redis_keys,
+                progress=report,
+            )
+    except (RebuildError, ProjectionStoreError, UnprojectableEventError) as error:
+        raise _fail(f"{error}; the old generation still serves") from None
+    except RedisError as error:
+        message = f"Redis failed during the rebuild ({error}); the old generation still serves"
+        raise _fail(message) from None
+    finally:
+        container.close()
+    rate = result.events / max(result.seconds, 1e-9)
+    err.print(
+        f"rebuilt generation {result.new_generation} from {result.events} events in "
+        f"{result.seconds:.1f} s ({rate:,.0f} events/s); serving it from position "
+        f"{result.position}; generation {result.old_generation} dropped",
+        highlight=False,
+    )
+
+
+def audit_command(
+    customer: Annotated[int | None, typer.Option(help="Only this customer id")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Print the state at this ISO 8601 time instead")
+    ] = None,
+    position: Annotated[
+        int | None, typer.Option(help="Print the state at this event store position instead")
+    ] = None,
+) -> None:
+    """Replay the event store independently of Redis and compare it with the read model.
+
+    Exits 1 on any difference. With --as-of or --position, prints the historical state
+    (JSON, one customer per line) instead of comparing.
+    """
+    if as_of is not None and position is not None:
+        raise _fail("give either --as-of or --position, not both")
+    if position is not None and position < 0:
+        raise _fail("--position must be 0 or more")
+    if customer is not None and customer <= 0:
+        raise _fail("--customer must be a positive integer")
+    moment = _parse_moment(as_of) if as_of is not None else None
+    container = _container()
+    try:
+        recorder = container.write_service.recorder
+        if moment is not None or position is not None:
+            skips = skipped_positions(container.redis, container.redis_keys)
+            documents = history(
+                recorder, skips, customer_id=customer, position=position, as_of=moment
+            )
+            if customer is not None and not documents:
+                raise _fail(f"customer {customer} did not exist at that point")
+            for document in documents.values():
+                typer.echo(orjson.dumps(document).decode())
+            return
+        report = run_audit(recorder, container.redis, container.redis_keys, customer)
+    finally:
+        container.close()
+    console = Console()
+    if report.unprojectable:
+        console.print(
+            f"note: {len(report.unprojectable)} unprojectable events left out "
+            f"(positions {', '.join(map(str, report.unprojectable[:10]))})",
+            highlight=False,
+        )
+    if report.clean:
+        console.print(
+            f"audit clean: {report.customers} customers match the event store at position "
+            f"{report.position} (generation {report.generation})",
+            highlight=False,
+        )
+        return
+    table = Table("customer", "field", "event store", "read model", title="differences")
+    for difference in report.differences[:MAX_ROWS]:
+        table.add_row(
+            str(difference.customer_id),
+            difference.field,
+            _show(difference.expected),
+            _show(difference.actual),
+        )
+    console.print(table)
+    console.print(
+        f"audit found {len(report.differences)} differences in {report.customers} customers "
+        f"at position {report.position} (generation {report.generation})",
+        highlight=False,
+    )
+    raise typer.Exit(code=1)
+
+
+def _parse_moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"--as-of {text!r} is not an ISO 8601 datetime") from None
+    if moment.tzinfo is None:
+        raise _fail("--as-of needs a timezone, e.g. 2026-01-31T12:00:00Z")
+    return moment
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the `customers` app."""
+    app.command("project")(project)
+    app.command("rebuild")(rebuild_command)
+    app.command("audit")(audit_command)
