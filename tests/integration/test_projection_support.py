@@ -1,0 +1,66 @@
+"""Shared helpers for the projection tests (this module holds no tests itself)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from projections.audit import customer_changes, notifications
+from projections.customer_view import fold
+from projections.projector import current_generation
+from projections.read_model import Keys, customer_document
+from runtime.settings import event_store_env
+from write_side.application import CustomerService
+
+
+@contextmanager
+def customer_service(event_store_url: str) -> Iterator[CustomerService]:
+    service = CustomerService(event_store_env(event_store_url))
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll until the condition holds; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.01)
+
+
+def projected(client: redis.Redis, keys: Keys, customer_id: int) -> dict[str, Any] | None:
+    """The 200 body the read side would serve for this customer, read as the read side does."""
+    generation = current_generation(client, keys)
+    doc, spent, orders = client.hmget(keys.customer(generation, customer_id), "d", "s", "o")
+    if doc is None:
+        return None
+    return customer_document(customer_id, doc, spent, orders)
+
+
+def all_projected(client: redis.Redis, keys: Keys) -> dict[int, dict[str, Any]]:
+    generation = current_generation(client, keys)
+    result: dict[int, dict[str, Any]] = {}
+    for name in client.scan_iter(match=keys.customer_pattern(generation), count=1000):
+        customer_id = int(name.rsplit(b":", 1)[1])
+        document = projected(client, keys, customer_id)
+        assert document is not None
+        result[customer_id] = document
+    return result
+
+
+def folded(service: CustomerService) -> dict[int, dict[str, Any]]:
+    """Every customer's document from a plain in-memory fold of the stored events."""
+    records = fold(customer_changes(notifications(service.recorder), set()))
+    return {cid: customer_document(cid, *r.fields()) for cid, r in records.items()}
+
+
+def applied_position(client: redis.Redis, keys: Keys) -> int:
+    generation = current_generation(client, keys)
+    return int(client.hget(keys.tracking(generation), "customers") or 0)
