@@ -1,0 +1,155 @@
+"""Profile a benchmark part with py-spy and summarise where the time goes.
+
+py-spy samples from outside the process (and its children), so the measured code runs
+unchanged. Its raw output is one collapsed stack per line, "frame;frame;...;frame COUNT",
+each frame "function (path:line)"; with --subprocesses the first frame names the process.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+FRAME = re.compile(r"^(?P<function>.*?) \((?P<path>[^()]*?)(?::(?P<line>\d+))?\)$")
+SITE_PACKAGES = re.compile(r".*/site-packages/")
+STDLIB = re.compile(r".*/lib/python3\.\d+/")
+
+
+def parse_collapsed(text: str) -> list[tuple[list[str], int]]:
+    """Stacks (outermost first) with their sample counts; malformed lines are skipped."""
+    stacks: list[tuple[list[str], int]] = []
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [frame for frame in stack.split(";") if frame]
+        if frames and frames[0].startswith("process "):
+            frames = frames[1:]
+        if frames:
+            stacks.append((frames, int(count)))
+    return stacks
+
+
+def frame_name(frame: str) -> str:
+    """`function (module)` without the line number, paths shortened to the package."""
+    match = FRAME.match(frame)
+    if match is None:
+        return frame
+    return f"{match['function']} ({short_path(match['path'])})"
+
+
+def short_path(path: str) -> str:
+    path = SITE_PACKAGES.sub("", path)
+    path = STDLIB.sub("", path)
+    for marker in (
+        "/write_side/",
+        "/read_side/",
+        "/projections/",
+        "/runtime/",
+        "/edge/",
+        "/bench/",
+    ):
+        index = path.find(marker)
+        if index >= 0:
+            return path[index + 1 :]
+    return path
+
+
+def package_of(frame: str) -> str:
+    """The top-level package a frame runs in: 'eventsourcing', 'redis', 'projections', ..."""
+    match = FRAME.match(frame)
+    path = short_path(match["path"]) if match else frame
+    if path.startswith("<"):
+        return "python internals"
+    head = path.split("/", 1)[0]
+    return head.removesuffix(".py")
+
+
+def summarise(text: str, top: int = 10) -> dict[str, Any]:
+    """Top functions by self and total share of samples, and self share by package."""
+    stacks = parse_collapsed(text)
+    samples = sum(count for _, count in stacks)
+    if samples == 0:
+        return {"samples": 0, "top": [], "top_total": [], "packages": []}
+    self_counts: Counter[str] = Counter()
+    total_counts: Counter[str] = Counter()
+    package_counts: Counter[str] = Counter()
+    for frames, count in stacks:
+        self_counts[frame_name(frames[-1])] += count
+        package_counts[package_of(frames[-1])] += count
+        for name in {frame_name(frame) for frame in frames}:
+            total_counts[name] += count
+    rows = [
+        {
+            "function": name,
+            "self_pct": round(100 * count / samples, 1),
+            "total_pct": round(100 * total_counts[name] / samples, 1),
+        }
+        for name, count in self_counts.most_common(top)
+    ]
+    callers = [
+        {"function": name, "total_pct": round(100 * count / samples, 1)}
+        for name, count in total_counts.most_common(top)
+    ]
+    packages = [
+        {"package": name, "self_pct": round(100 * count / samples, 1)}
+        for name, count in package_counts.most_common(6)
+    ]
+    return {
+        "samples": samples,
+        "top": rows,
+        "top_total": callers,
+        "packages": packages,
+        "reading": reading(packages),
+    }
+
+
+def reading(packages: Sequence[dict[str, Any]]) -> str:
+    """One sentence naming where most samples were spent."""
+    if not packages:
+        return ""
+    shares = ", ".join(f"{p['package']} {p['self_pct']:.0f}%" for p in packages[:4])
+    return f"Samples by package (self time): {shares}."
+
+
+def py_spy() -> str | None:
+    """The py-spy executable beside this interpreter, or on PATH."""
+    import sys
+
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("py-spy")
+
+
+def profile_command(
+    command: Sequence[str], out: Path, timeout: float, rate: int = 97
+) -> dict[str, Any]:
+    """Run a command under py-spy (following subprocesses) and summarise its samples."""
+    executable = py_spy()
+    if executable is None:
+        return {"error": "py-spy is not installed (pip install py-spy)"}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = [
+        executable, "record", "--format", "raw", "--rate", str(rate), "--subprocesses",
+        "--nonblocking", "-o", str(out), "--", *command,
+    ]  # fmt: skip
+    try:
+        completed = subprocess.run(
+            wrapped, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"profiling took longer than {timeout:.0f} s"}
+    if not out.exists():
+        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"py-spy wrote nothing: {last}"}
+    summary = summarise(out.read_text(errors="replace"))
+    summary["command"] = " ".join(command)
+    summary["subprocesses"] = True
+    summary["exit_code"] = completed.returncode
+    return summary

@@ -1,0 +1,195 @@
+"""The targets from the issues, judged against a run's summary.
+
+A summary is the normalised part of bench/results/latest.json (see bench/run.py):
+
+    read:       {"connections": 32, "endpoints": {name: {"rps", "p50_ms", "p99_ms"}},
+                 "sweep": [{"connections", "rps", "p50_ms", "p99_ms"}, ...]}
+    projection: {"sizes": [{"events", "ours_eps", "baseline_eps", "raw_eps", "peak_rss_mb"}]}
+    rebuild:    {"events", "seconds", "eps"}
+    freshness:  {store: {"rate_per_s", "achieved_per_s", "p50_ms", "p99_ms", ...}}
+    write:      {"http_orders_per_s", "in_process_saves_per_s"}
+    memory:     {"customers", "ours_bytes", "naive_bytes"}
+
+Any part may be missing (not run, or failed); its targets are then "not measured".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+REBUILD_EVENTS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target: what was measured against what was asked, and by how much it missed."""
+
+    key: str
+    title: str
+    target: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+    margin: str  # how far over or under the target, in words
+    part: str  # the summary part (and benchmark) the number came from
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _get(summary: dict[str, Any], *path: str | int) -> Any:
+    node: Any = summary
+    for step in path:
+        if isinstance(node, dict) and isinstance(step, str):
+            node = node.get(step)
+        elif isinstance(node, list) and isinstance(step, int) and -len(node) <= step < len(node):
+            node = node[step]
+        else:
+            return None
+    return node
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _at_least(value: float, target: float) -> tuple[bool, str]:
+    if value >= target:
+        return True, f"{value / target:.2f}x the target"
+    return False, f"{(1 - value / target) * 100:.0f}% short ({value / target:.2f}x the target)"
+
+
+def _at_most(value: float, target: float) -> tuple[bool, str]:
+    if value <= target:
+        return True, f"{(1 - value / target) * 100:.0f}% under the limit"
+    return False, f"{(value / target - 1) * 100:.0f}% over the limit ({value / target:.2f}x)"
+
+
+def _missing(key: str, title: str, target: str, part: str) -> Verdict:
+    return Verdict(key, title, target, "not measured", None, "", part)
+
+
+def read_vs_bare(summary: dict[str, Any]) -> Verdict:
+    key, title, target, part = "read_vs_bare", "Read throughput vs bare FastAPI", ">= 2.0x", "read"
+    ours = _number(_get(summary, "read", "endpoints", "ours", "rps"))
+    bare = _number(_get(summary, "read", "endpoints", "bare", "rps"))
+    if ours is None or bare is None or bare == 0:
+        return _missing(key, title, target, part)
+    value = ours / bare
+    met, margin = _at_least(value, 2.0)
+    connections = _get(summary, "read", "connections") or 32
+    note = f"{ours:,.0f} vs {bare:,.0f} req/s at {connections} connections"
+    return Verdict(key, title, target, f"{value:.2f}x", met, margin, part, note)
+
+
+def read_p99(summary: dict[str, Any]) -> Verdict:
+    key, title, target, part = "read_p99", "Read p99 latency at 32 connections", "<= 5 ms", "read"
+    p99 = _number(_get(summary, "read", "endpoints", "ours", "p99_ms"))
+    if p99 is None:
+        return _missing(key, title, target, part)
+    met, margin = _at_most(p99, 5.0)
+    return Verdict(key, title, target, f"{p99:.2f} ms", met, margin, part)
+
+
+def _largest_projection(summary: dict[str, Any]) -> dict[str, Any] | None:
+    sizes = [s for s in _get(summary, "projection", "sizes") or [] if isinstance(s, dict)]
+    measured = [s for s in sizes if _number(s.get("ours_eps")) is not None]
+    if not measured:
+        return None
+    return max(measured, key=lambda s: s.get("events") or 0)
+
+
+def projection_rate(summary: dict[str, Any]) -> Verdict:
+    key, title, part = "projection_eps", "Projection rate", "projection"
+    target = ">= 40,000 events/s"
+    row = _largest_projection(summary)
+    if row is None:
+        return _missing(key, title, target, part)
+    eps = float(row["ours_eps"])
+    met, margin = _at_least(eps, 40_000)
+    note = f"at {row.get('events', 0):,} events"
+    return Verdict(key, title, target, f"{eps:,.0f} events/s", met, margin, part, note)
+
+
+def projection_vs_baseline(summary: dict[str, Any]) -> Verdict:
+    key, title = "projection_vs_baseline", "Projection vs library ProjectionRunner"
+    target, part = ">= 10x", "projection"
+    row = _largest_projection(summary)
+    baseline = _number(row.get("baseline_eps")) if row else None
+    if row is None or baseline is None or baseline == 0:
+        return _missing(key, title, target, part)
+    value = float(row["ours_eps"]) / baseline
+    met, margin = _at_least(value, 10.0)
+    note = f"{float(row['ours_eps']):,.0f} vs {baseline:,.0f} events/s at {row.get('events', 0):,}"
+    return Verdict(key, title, target, f"{value:.1f}x", met, margin, part, note)
+
+
+def rebuild_time(summary: dict[str, Any]) -> Verdict:
+    key, title, target, part = "rebuild_1m", "Rebuild of 1M events", "<= 30 s", "rebuild"
+    events = _number(_get(summary, "rebuild", "events"))
+    seconds = _number(_get(summary, "rebuild", "seconds"))
+    if not events or seconds is None:
+        return _missing(key, title, target, part)
+    estimate = seconds * REBUILD_EVENTS / events
+    met, margin = _at_most(estimate, 30.0)
+    if events >= REBUILD_EVENTS:
+        return Verdict(key, title, target, f"{estimate:.1f} s", met, margin, part)
+    note = f"estimated from {events:,.0f} events in {seconds:.1f} s (linear)"
+    return Verdict(key, title, target, f"~{estimate:.1f} s", met, margin, part, note)
+
+
+def freshness_p99(summary: dict[str, Any]) -> Verdict:
+    key, title = "freshness_p99_postgres", "Commit-to-visible p99 on PostgreSQL"
+    target, part = "<= 50 ms", "freshness"
+    p99 = _number(_get(summary, "freshness", "postgres", "p99_ms"))
+    if p99 is None:
+        return _missing(key, title, target, part)
+    met, margin = _at_most(p99, 50.0)
+    rate = _number(_get(summary, "freshness", "postgres", "achieved_per_s"))
+    note = f"while writing {rate:,.0f} orders/s" if rate is not None else ""
+    return Verdict(key, title, target, f"{p99:.1f} ms", met, margin, part, note)
+
+
+def bytes_per_customer(summary: dict[str, Any]) -> Verdict:
+    key, title, part = "bytes_per_customer", "Redis bytes per customer", "memory"
+    ours = _number(_get(summary, "memory", "ours_bytes"))
+    naive = _number(_get(summary, "memory", "naive_bytes"))
+    target = "<= naive layout (stretch <= 250 B)"
+    if ours is None or naive is None:
+        return _missing(key, title, target, part)
+    met, margin = _at_most(ours, naive)
+    stretch = "stretch met" if ours <= 250 else f"stretch missed by {ours - 250:.0f} B"
+    note = f"naive one-hash layout: {naive:.0f} B; {stretch}"
+    return Verdict(key, title, target, f"{ours:.0f} B", met, margin, part, note)
+
+
+def http_orders(summary: dict[str, Any]) -> Verdict:
+    key, title, target, part = "http_orders", "Orders over HTTP", ">= 2,000 orders/s", "write"
+    rate = _number(_get(summary, "write", "http_orders_per_s"))
+    if rate is None:
+        return _missing(key, title, target, part)
+    met, margin = _at_least(rate, 2_000)
+    saves = _number(_get(summary, "write", "in_process_saves_per_s"))
+    note = f"library in-process save: {saves:,.0f}/s" if saves is not None else ""
+    return Verdict(key, title, target, f"{rate:,.0f} orders/s", met, margin, part, note)
+
+
+JUDGES: tuple[Callable[[dict[str, Any]], Verdict], ...] = (
+    read_vs_bare,
+    read_p99,
+    projection_rate,
+    projection_vs_baseline,
+    rebuild_time,
+    freshness_p99,
+    bytes_per_customer,
+    http_orders,
+)
+
+
+def judge(summary: dict[str, Any]) -> list[Verdict]:
+    """Every target, in the issue's order."""
+    return [verdict(summary) for verdict in JUDGES]

@@ -1,0 +1,339 @@
+"""Freshness: how long after a write commits it is visible in the Redis read model.
+
+    python -m bench.freshness [--stores postgres,sqlite] [--rate 1000] [--seconds 20]
+
+Producers place orders through the write service (CustomerService, the code behind
+POST /api/orders) at a steady rate. The commit time of each order is taken when its
+command returns its position. A subscriber to the projector's positions channel notes
+when each position is announced as applied; the projector publishes only after the page's
+changes are in Redis, so that is when a reader can see the order.
+
+Deployments as documented: on PostgreSQL the projector runs in its own process and wakes
+on the store's NOTIFY; on SQLite, which has no cross-process notifications, it runs in the
+writer's process and is woken by each append (as `customers serve` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.common import (
+    RESULTS_DIR,
+    fresh_postgres_database,
+    fresh_redis_prefix,
+    latency_summary,
+    redis_url,
+    unreachable_servers,
+    write_json,
+)
+from bench.common_data import sample_customers, save_customers
+from projections.read_model import Keys
+from write_side.application import CustomerService
+
+CUSTOMERS = 1000
+WARM_UP_SECONDS = 1.0
+# How long the subscriber keeps listening after the last write for its announcement.
+DRAIN_SECONDS = 5.0
+
+
+def visible_latencies_ms(
+    commits: Sequence[tuple[int, float]], announcements: Sequence[tuple[int, float]]
+) -> tuple[list[float], int]:
+    """Commit-to-visible latency of each write, and how many writes were never announced.
+
+    commits: (position, monotonic commit time). announcements: (applied position, monotonic
+    time), in arrival order. A write is visible at the first announcement whose position
+    reaches it (announced positions only grow within a generation).
+    """
+    positions: list[int] = []
+    times: list[float] = []
+    highest = -1
+    for position, at in announcements:
+        if position > highest:  # a lower repeat adds nothing: the later one is already known
+            positions.append(position)
+            times.append(at)
+            highest = position
+    latencies: list[float] = []
+    unseen = 0
+    for position, committed in commits:
+        index = bisect.bisect_left(positions, position)
+        if index == len(positions):
+            unseen += 1
+            continue
+        latencies.append(max(0.0, times[index] - committed) * 1000)
+    return latencies, unseen
+
+
+class Subscriber:
+    """Notes (position, monotonic time) for each announcement on the positions channel."""
+
+    def __init__(self, client: redis.Redis, channel: str) -> None:
+        self.announcements: list[tuple[int, float]] = []
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub.subscribe(channel)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="freshness-sub", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            message = self._pubsub.get_message(timeout=0.05)
+            if message is None:
+                continue
+            now = time.monotonic()
+            data = message["data"]
+            text = data.decode() if isinstance(data, bytes) else str(data)
+            _, _, position = text.rpartition(":")
+            self.announcements.append((int(position), now))
+
+    def highest(self) -> int:
+        return self.announcements[-1][0] if self.announcements else 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._pubsub.close()
+
+
+def paced_orders(
+    service: CustomerService,
+    rate: float,
+    seconds: float,
+    threads: int,
+    after_write: Callable[[], None] | None = None,
+) -> tuple[list[tuple[int, float]], float, int]:
+    """Place orders at `rate` per second for `seconds`, spread over `threads` producers.
+
+    Returns (position, commit time) of each order, the wall time, and failed writes.
+    Producers that fall behind do not skip ahead: every scheduled order is placed.
+    """
+    commits: list[tuple[int, float]] = []
+    failures = [0]
+    lock = threading.Lock()
+    start = time.monotonic() + 0.05
+    total = int(rate * seconds)
+
+    def produce(worker: int) -> None:
+        rng = random.Random(worker)
+        mine: list[tuple[int, float]] = []
+        for index in range(worker, total, threads):
+            due = start + index / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            customer_id = rng.randrange(1, CUSTOMERS + 1)
+            amount = Decimal(rng.randrange(100, 100_000)) / 100
+            try:
+                written = service.place_order(customer_id, amount)
+            except Exception:
+                with lock:
+                    failures[0] += 1
+                continue
+            mine.append((written.position, time.monotonic()))
+            if after_write is not None:
+                after_write()
+        with lock:
+            commits.extend(mine)
+
+    workers = [threading.Thread(target=produce, args=(w,)) for w in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sorted(commits), time.monotonic() - start, failures[0]
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {seconds:.0f} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def measure_store(
+    store: str, store_url: str, prefix: str, rate: float, seconds: float, threads: int
+) -> dict[str, Any]:
+    from runtime.settings import event_store_env
+
+    client = redis.Redis.from_url(redis_url())
+    keys = Keys(prefix)
+    service = CustomerService(event_store_env(store_url))
+    subscriber = Subscriber(client, keys.positions_channel)
+    subscriber.start()
+    try:
+        save_customers(service, sample_customers(CUSTOMERS))
+        registered = service.recorder.max_notification_id() or 0
+        with running_projector(store, store_url, prefix, service) as notify:
+            wait_until(lambda: subscriber.highest() >= registered, 60, "the initial catch-up")
+            if store == "sqlite":
+                assert notify is not None
+            commits, wall, failures = paced_orders(service, rate, seconds, threads, notify)
+            last = commits[-1][0] if commits else 0
+            # A write still unseen after the drain is counted below as never visible.
+            with contextlib.suppress(TimeoutError):
+                wait_until(lambda: subscriber.highest() >= last, DRAIN_SECONDS, "the last write")
+        counted_from = (commits[0][1] if commits else 0) + WARM_UP_SECONDS
+        measured = [(p, t) for p, t in commits if t >= counted_from]
+        latencies, unseen = visible_latencies_ms(measured, subscriber.announcements)
+        orders_in_redis = count_orders(client, keys)
+    finally:
+        subscriber.stop()
+        service.close()
+        client.close()
+    result = latency_summary(latencies)
+    result.update(
+        {
+            "store": store,
+            "rate_per_s": rate,
+            "achieved_per_s": round(len(commits) / wall, 1) if wall else 0,
+            "seconds": round(wall, 2),
+            "producer_threads": threads,
+            "writes": len(commits),
+            "failed_writes": failures,
+            "warm_up_excluded": len(commits) - len(measured),
+            "never_visible": unseen,
+            "orders_in_read_model": orders_in_redis,
+            "all_writes_in_read_model": orders_in_redis == CUSTOMERS + len(commits),
+            "projector": "own process, woken by NOTIFY"
+            if store == "postgres"
+            else "writer's process, woken by each append",
+        }
+    )
+    return result
+
+
+def count_orders(client: redis.Redis, keys: Keys) -> int:
+    """Total orders over every customer record: each write must be there exactly once."""
+    from projections.projector import current_generation
+
+    generation = current_generation(client, keys)
+    pipe = client.pipeline(transaction=False)
+    for customer_id in range(1, CUSTOMERS + 1):
+        pipe.hget(keys.customer(generation, customer_id), "o")
+    return sum(int(value or 0) for value in pipe.execute())
+
+
+@contextmanager
+def running_projector(
+    store: str, store_url: str, prefix: str, service: CustomerService
+) -> Iterator[Callable[[], None] | None]:
+    """The projector as deployed for this store; yields the in-process wake-up, if any."""
+    if store == "postgres":
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.freshness", "--projector", store_url, prefix],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            yield None
+        finally:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        return
+    from projections.projector import Projector
+
+    client = redis.Redis.from_url(redis_url())
+    projector = Projector(service.recorder, client, Keys(prefix))
+    stop = threading.Event()
+    thread = threading.Thread(target=projector.run, args=(stop,), name="projector")
+    thread.start()
+    try:
+        yield projector.notify
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        client.close()
+
+
+def run_projector_process(store_url: str, prefix: str) -> int:
+    """The projector alone, until SIGTERM (the PostgreSQL deployment's `project`)."""
+    from projections.projector import Projector
+    from runtime.settings import event_store_env
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    service = CustomerService(event_store_env(store_url))
+    client = redis.Redis.from_url(redis_url())
+    try:
+        Projector(service.recorder, client, Keys(prefix)).run(stop)
+    finally:
+        client.close()
+        service.close()
+    return 0
+
+
+def measure(stores: Sequence[str], rate: float, seconds: float, threads: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"rate_per_s": rate, "seconds": seconds}
+    for store in stores:
+        with fresh_redis_prefix("fresh") as prefix:
+            if store == "postgres":
+                with fresh_postgres_database("fresh") as url:
+                    results[store] = measure_store(store, url, prefix, rate, seconds, threads)
+            else:
+                with tempfile.TemporaryDirectory(prefix="bench-freshness-") as folder:
+                    url = f"sqlite:///{Path(folder) / 'events.sqlite'}"
+                    results[store] = measure_store(store, url, prefix, rate, seconds, threads)
+        summary = results[store]
+        print(
+            f"freshness {store}: p50 {summary.get('p50_ms', float('nan')):.1f} ms, "
+            f"p99 {summary.get('p99_ms', float('nan')):.1f} ms at "
+            f"{summary['achieved_per_s']:.0f} orders/s",
+            flush=True,
+        )
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and len(sys.argv) == 4 and sys.argv[1] == "--projector":
+        return run_projector_process(sys.argv[2], sys.argv[3])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stores", default="postgres,sqlite")
+    parser.add_argument("--rate", type=float, default=1000.0, help="orders per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--threads", type=int, default=4, help="producer threads")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "freshness.json")
+    args = parser.parse_args(argv)
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    unknown = set(stores) - {"postgres", "sqlite"}
+    if unknown or not stores:
+        print(f"error: --stores takes postgres and/or sqlite, got {args.stores!r}", file=sys.stderr)
+        return 2
+    if args.rate <= 0 or args.seconds <= WARM_UP_SECONDS or args.threads < 1:
+        print(
+            f"error: need --rate > 0, --seconds > {WARM_UP_SECONDS}, --threads >= 1",
+            file=sys.stderr,
+        )
+        return 2
+    problems = unreachable_servers()
+    if problems:
+        print(f"error: {problems[0]}", file=sys.stderr)
+        return 2
+    write_json(args.out, measure(stores, args.rate, args.seconds, args.threads))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

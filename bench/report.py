@@ -1,0 +1,557 @@
+"""Turn bench/results/latest.json into docs/benchmarks.md, its charts and the README table.
+
+    python -m bench.report [--results bench/results/latest.json] [--docs docs] [--readme README.md]
+
+Everything written here is generated: edit this module, not its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS_DIR, read_json
+from bench.common_targets import Verdict, judge
+
+ROOT = Path(__file__).resolve().parent.parent
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
+
+ENDPOINT_LABELS = {
+    "ours": "our endpoint (`GET /api/customers/{id}`)",
+    "bare": "bare FastAPI, constant JSON",
+    "hgetall": "FastAPI + Redis HGETALL",
+    "postgres": "FastAPI + PostgreSQL COUNT/SUM",
+}
+
+
+# Formatting
+
+
+def fmt_number(value: Any, digits: int = 0, unit: str = "") -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-"
+    text = f"{value:,.{digits}f}"
+    return f"{text} {unit}".rstrip() if unit else text
+
+
+def fmt_ratio(numerator: Any, denominator: Any) -> str:
+    if not isinstance(numerator, int | float) or not isinstance(denominator, int | float):
+        return "-"
+    if denominator == 0:
+        return "-"
+    return f"{numerator / denominator:.2f}x"
+
+
+def verdict_mark(met: bool | None) -> str:
+    return {True: "met", False: "**missed**", None: "not measured"}[met]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_label(machine: dict[str, Any]) -> str:
+    """One line naming where absolute numbers came from."""
+    cores = machine.get("cpu_cores")
+    memory = machine.get("memory_gib")
+    return (
+        f"{machine.get('cpu_model', 'unknown CPU')}, {cores} cores, {memory} GiB, "
+        f"Linux {machine.get('kernel', '?')}, Python {machine.get('python', '?')}"
+    )
+
+
+def verdicts_of(results: dict[str, Any]) -> list[Verdict]:
+    return judge(results.get("summary") or {})
+
+
+# The README table
+
+
+def readme_table(results: dict[str, Any]) -> str:
+    """The headline table for the README: targets, measurements, verdicts."""
+    rows = [
+        [v.title, v.target, v.measured, verdict_mark(v.met), v.margin or "-"]
+        for v in verdicts_of(results)
+    ]
+    machine = results.get("machine") or {}
+    lines = [
+        table(["benchmark", "target", "measured", "verdict", "margin"], rows),
+        "",
+        f"Measured by `{results.get('command', 'python -m bench.run')}` "
+        f"({results.get('mode', '?')} run, {results.get('finished_at', '?')}) on "
+        f"{machine_label(machine)}; details in [docs/benchmarks.md](docs/benchmarks.md).",
+    ]
+    return "\n".join(lines)
+
+
+def replace_between_markers(text: str, content: str) -> str:
+    """Swap what lies between the bench markers; everything else stays byte for byte."""
+    start = text.find(README_START)
+    end = text.find(README_END)
+    if start < 0 or end < 0 or end < start:
+        raise ValueError(f"the markers {README_START} and {README_END} were not found in order")
+    head = text[: start + len(README_START)]
+    return f"{head}\n{content}\n{text[end:]}"
+
+
+# Sections of docs/benchmarks.md
+
+
+def headline_section(results: dict[str, Any]) -> str:
+    rows = [
+        [v.title, v.target, v.measured, verdict_mark(v.met), v.margin or "-", v.note or ""]
+        for v in verdicts_of(results)
+    ]
+    return table(["benchmark", "target", "measured", "verdict", "margin", "context"], rows)
+
+
+def machine_section(results: dict[str, Any]) -> str:
+    machine = results.get("machine") or {}
+    libraries = machine.get("libraries") or {}
+    rows = [
+        ["CPU", f"{machine.get('cpu_model', '?')} ({machine.get('cpu_cores', '?')} cores)"],
+        ["memory", f"{machine.get('memory_gib', '?')} GiB"],
+        ["kernel / OS", f"{machine.get('kernel', '?')} / {machine.get('os', '?')}"],
+        ["Python", f"{machine.get('python', '?')} ({machine.get('python_implementation', '')})"],
+        ["Redis server", str(machine.get("redis_server") or "?")],
+        ["PostgreSQL server", str(machine.get("postgres_server") or "?")],
+        ["wrk", str(machine.get("wrk") or "?")],
+        [
+            "libraries",
+            ", ".join(f"{name} {version}" for name, version in libraries.items() if version),
+        ],
+    ]
+    return table(["", ""], rows)
+
+
+def read_section(results: dict[str, Any], images: dict[str, str]) -> str:
+    read = (results.get("summary") or {}).get("read")
+    if not read:
+        return "_Not measured in this run._"
+    endpoints = read.get("endpoints") or {}
+    bare_rps = (endpoints.get("bare") or {}).get("rps")
+    connections = read.get("connections", 32)
+    rows = [
+        [
+            ENDPOINT_LABELS.get(name, name),
+            fmt_number(values.get("rps")),
+            fmt_ratio(values.get("rps"), bare_rps),
+            fmt_number(values.get("p50_ms"), 2),
+            fmt_number(values.get("p99_ms"), 2),
+        ]
+        for name, values in endpoints.items()
+    ]
+    parts = [
+        f"wrk, {connections} connections, random ids over "
+        f"{fmt_number(read.get('customers'))} customers, {read.get('duration_s', '?')} s per run.",
+        "",
+        table(["endpoint", "req/s", "vs bare FastAPI", "p50 ms", "p99 ms"], rows),
+    ]
+    sweep = read.get("sweep") or []
+    if sweep:
+        parts += [
+            "",
+            "Our endpoint by number of connections:",
+            "",
+            table(
+                ["connections", "req/s", "p50 ms", "p99 ms"],
+                [
+                    [
+                        str(row.get("connections")),
+                        fmt_number(row.get("rps")),
+                        fmt_number(row.get("p50_ms"), 2),
+                        fmt_number(row.get("p99_ms"), 2),
+                    ]
+                    for row in sweep
+                ],
+            ),
+        ]
+    if "read_throughput" in images:
+        parts += ["", f"![Throughput vs connections]({images['read_throughput']})"]
+    return "\n".join(parts)
+
+
+def projection_section(results: dict[str, Any], images: dict[str, str]) -> str:
+    summary = results.get("summary") or {}
+    projection = summary.get("projection")
+    parts: list[str] = []
+    if projection and projection.get("sizes"):
+        rows = [
+            [
+                fmt_number(row.get("events")),
+                fmt_number(row.get("ours_eps")),
+                fmt_number(row.get("baseline_eps")),
+                fmt_ratio(row.get("ours_eps"), row.get("baseline_eps")),
+                fmt_number(row.get("raw_eps")),
+                fmt_ratio(row.get("ours_eps"), row.get("raw_eps")),
+                fmt_number(row.get("peak_rss_mb"), 0, "MB"),
+            ]
+            for row in projection["sizes"]
+        ]
+        parts += [
+            f"Event store: {projection.get('store', 'PostgreSQL')}.",
+            "",
+            table(
+                [
+                    "events",
+                    "ours events/s",
+                    "ProjectionRunner events/s",
+                    "ours vs runner",
+                    "raw notification reads/s",
+                    "ours vs raw reads",
+                    "peak RSS",
+                ],
+                rows,
+            ),
+        ]
+        if "projection_rate" in images:
+            parts += ["", f"![Projection events/s vs store size]({images['projection_rate']})"]
+    else:
+        parts.append("_Projection not measured in this run._")
+    rebuild = summary.get("rebuild")
+    parts += ["", "### Rebuild", ""]
+    if rebuild:
+        parts.append(
+            table(
+                ["events", "wall time", "events/s"],
+                [
+                    [
+                        fmt_number(rebuild.get("events")),
+                        fmt_number(rebuild.get("seconds"), 1, "s"),
+                        fmt_number(rebuild.get("eps")),
+                    ]
+                ],
+            )
+        )
+        if rebuild.get("method"):
+            parts += ["", str(rebuild["method"])]
+    else:
+        parts.append("_Rebuild not measured in this run._")
+    return "\n".join(parts)
+
+
+def freshness_section(results: dict[str, Any], images: dict[str, str]) -> str:
+    freshness = (results.get("summary") or {}).get("freshness")
+    if not freshness:
+        return "_Not measured in this run._"
+    rows = [
+        [
+            store,
+            fmt_number(values.get("rate_per_s")),
+            fmt_number(values.get("achieved_per_s")),
+            fmt_number(values.get("count")),
+            fmt_number(values.get("p50_ms"), 1),
+            fmt_number(values.get("p90_ms"), 1),
+            fmt_number(values.get("p99_ms"), 1),
+            fmt_number(values.get("max_ms"), 1),
+        ]
+        for store, values in freshness.items()
+        if isinstance(values, dict)
+    ]
+    parts = [
+        table(
+            [
+                "event store",
+                "asked orders/s",
+                "written orders/s",
+                "writes observed",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "max ms",
+            ],
+            rows,
+        )
+    ]
+    if "freshness_distribution" in images:
+        parts += ["", f"![Commit-to-visible latency]({images['freshness_distribution']})"]
+    return "\n".join(parts)
+
+
+def write_section(results: dict[str, Any]) -> str:
+    write = (results.get("summary") or {}).get("write")
+    if not write:
+        return "_Not measured in this run._"
+    http = write.get("http_orders_per_s")
+    saves = write.get("in_process_saves_per_s")
+    rows = [
+        ["orders over HTTP (`POST /api/orders`)", fmt_number(http), fmt_ratio(http, saves)],
+        ["library in-process `Application.save`", fmt_number(saves), "1.00x"],
+    ]
+    parts = [table(["path", "per second", "vs in-process save"], rows)]
+    if write.get("store"):
+        parts += ["", f"Event store: {write['store']}."]
+    return "\n".join(parts)
+
+
+def memory_section(results: dict[str, Any]) -> str:
+    memory = (results.get("summary") or {}).get("memory")
+    if not memory:
+        return "_Not measured in this run._"
+    ours, naive = memory.get("ours_bytes"), memory.get("naive_bytes")
+    rows = [
+        ["our layout (`d` JSON array + `s` + `o`)", fmt_number(ours, 1), fmt_ratio(ours, naive)],
+        ["naive: one hash, 15 contract fields", fmt_number(naive, 1), "1.00x"],
+    ]
+    return "\n".join(
+        [
+            f"`MEMORY USAGE` averaged over {fmt_number(memory.get('customers'))} customers with "
+            "full profiles, a login and an order each (same values in both layouts).",
+            "",
+            table(["layout", "bytes per customer", "vs naive"], rows),
+        ]
+    )
+
+
+def profile_section(results: dict[str, Any]) -> str:
+    profiles = results.get("profiles") or {}
+    missed = [v for v in verdicts_of(results) if v.met is False]
+    if not missed:
+        return "Every measured target was met; no profile was needed."
+    parts: list[str] = []
+    for verdict in missed:
+        parts += [
+            f"**{verdict.title}**: {verdict.measured} against {verdict.target}, {verdict.margin}."
+        ]
+        profile = profiles.get(verdict.part)
+        if not profile:
+            parts += ["", "_No profile was recorded for this part in this run._", ""]
+            continue
+        if profile.get("error"):
+            parts += ["", f"_Profiling failed: {profile['error']}_", ""]
+            continue
+        parts += [
+            "",
+            f"py-spy, {fmt_number(profile.get('samples'))} samples of `{profile.get('command')}`"
+            f"{' (with subprocesses)' if profile.get('subprocesses') else ''}; "
+            "share of samples where the function is running (self) or on the stack (total):",
+            "",
+            table(
+                ["function", "self", "total"],
+                [
+                    [f"`{row['function']}`", f"{row['self_pct']:.1f}%", f"{row['total_pct']:.1f}%"]
+                    for row in profile.get("top", [])
+                ],
+            ),
+        ]
+        callers = [
+            f"`{row['function']}` {row['total_pct']:.0f}%" for row in profile.get("top_total", [])
+        ]
+        if callers:
+            parts += ["", "On the stack most often (total): " + ", ".join(callers[:6]) + "."]
+        if profile.get("reading"):
+            parts += ["", str(profile["reading"])]
+        parts.append("")
+    return "\n".join(parts).rstrip()
+
+
+def failures_section(results: dict[str, Any]) -> str:
+    rows = [
+        [name, part.get("status", "?"), fmt_number(part.get("seconds"), 1), part.get("error", "")]
+        for name, part in (results.get("parts") or {}).items()
+    ]
+    return table(["part", "status", "seconds", "error"], rows)
+
+
+def render_markdown(results: dict[str, Any], images: dict[str, str]) -> str:
+    machine = results.get("machine") or {}
+    label = machine_label(machine)
+    sections = [
+        "# Benchmarks",
+        "",
+        "Generated from `bench/results/latest.json` by `python -m bench.report`; run "
+        "`make bench-quick` (about 2 minutes) or `make bench` (full sizes) to measure again. "
+        "Do not edit by hand.",
+        "",
+        f"Run: `{results.get('command', '?')}` ({results.get('mode', '?')}), finished "
+        f"{results.get('finished_at', '?')}, took {fmt_number(results.get('duration_s'), 0)} s.",
+        "",
+        f"**Absolute numbers come from one machine: {label}.** Every comparison was measured "
+        "side by side in the same run against the same real PostgreSQL and Redis servers, so "
+        "the ratios are the numbers to carry to other machines.",
+        "",
+        "## Headlines",
+        "",
+        headline_section(results),
+        "",
+        "## Read path",
+        "",
+        read_section(results, images),
+        "",
+        "## Projection",
+        "",
+        projection_section(results, images),
+        "",
+        "## Freshness: commit to visible",
+        "",
+        "Producers place orders at a steady rate through the write path while a reader "
+        "notes when the projector announces each write's position as applied in Redis.",
+        "",
+        freshness_section(results, images),
+        "",
+        "## Write path",
+        "",
+        write_section(results),
+        "",
+        "## Memory",
+        "",
+        memory_section(results),
+        "",
+        "## Missed targets and what the profiles show",
+        "",
+        profile_section(results),
+        "",
+        "## Machine",
+        "",
+        machine_section(results),
+        "",
+        "## Parts of this run",
+        "",
+        failures_section(results),
+        "",
+    ]
+    return "\n".join(sections)
+
+
+# Charts
+
+
+def tail_position(quantile: float) -> float:
+    """Where a quantile sits on a tail-spreading axis; the maximum is drawn past 99.99%."""
+    return 1.0 / (1.0 - min(quantile, 0.9999))
+
+
+def draw_charts(results: dict[str, Any], img_dir: Path) -> dict[str, str]:
+    """PNG charts for the parts that were measured; returns name -> path relative to docs/."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img_dir.mkdir(parents=True, exist_ok=True)
+    summary = results.get("summary") or {}
+    label = machine_label(results.get("machine") or {})
+    written: dict[str, str] = {}
+
+    def save(fig: Any, name: str) -> None:
+        fig.text(0.01, 0.01, label, fontsize=6, color="grey")
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        fig.savefig(img_dir / f"{name}.png", dpi=90)
+        plt.close(fig)
+        written[name] = f"{img_dir.name}/{name}.png"
+
+    sweep = (summary.get("read") or {}).get("sweep") or []
+    if sweep:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+        connections = [row["connections"] for row in sweep]
+        left.plot(connections, [row.get("rps") or 0 for row in sweep], marker="o")
+        left.set(
+            xscale="log",
+            xlabel="connections",
+            ylabel="requests/s",
+            title="Our endpoint: throughput",
+        )
+        left.set_xticks(connections, [str(c) for c in connections])
+        right.plot(connections, [row.get("p50_ms") or 0 for row in sweep], marker="o", label="p50")
+        right.plot(connections, [row.get("p99_ms") or 0 for row in sweep], marker="o", label="p99")
+        right.set(xscale="log", xlabel="connections", ylabel="ms", title="Latency")
+        right.set_xticks(connections, [str(c) for c in connections])
+        right.legend()
+        save(fig, "read_throughput")
+
+    sizes = (summary.get("projection") or {}).get("sizes") or []
+    if sizes:
+        fig, axis = plt.subplots(figsize=(7, 3.8))
+        events = [row["events"] for row in sizes]
+        for key, name in (
+            ("raw_eps", "raw notification reads"),
+            ("ours_eps", "our projector"),
+            ("baseline_eps", "library ProjectionRunner"),
+        ):
+            points = [(e, row.get(key)) for e, row in zip(events, sizes, strict=True)]
+            points = [(e, v) for e, v in points if isinstance(v, int | float)]
+            if points:
+                axis.plot(*zip(*points, strict=True), marker="o", label=name)
+        axis.set(
+            xscale="log",
+            yscale="log",
+            xlabel="events in the store",
+            ylabel="events/s",
+            title="Projection rate vs store size",
+        )
+        axis.legend()
+        save(fig, "projection_rate")
+
+    freshness = summary.get("freshness") or {}
+    curves = {
+        store: values["distribution"]
+        for store, values in freshness.items()
+        if isinstance(values, dict) and values.get("distribution")
+    }
+    if curves:
+        fig, axis = plt.subplots(figsize=(7, 3.8))
+        for store, distribution in curves.items():
+            # The tail spread out: x is 1 / (1 - quantile), so 90, 99, 99.9% are equally apart.
+            points = [(tail_position(q), max(ms, 0.01)) for q, ms in distribution]
+            axis.plot(*zip(*points, strict=True), marker=".", label=store)
+        axis.axhline(50, color="red", linestyle="--", linewidth=0.8, label="50 ms target")
+        ticks = [0.0, 0.5, 0.9, 0.99, 0.999, 1.0]
+        axis.set_xscale("log")
+        axis.set_xticks(
+            [tail_position(q) for q in ticks], ["0%", "50%", "90%", "99%", "99.9%", "max"]
+        )
+        axis.minorticks_off()
+        axis.set(
+            yscale="log",
+            xlabel="percentile",
+            ylabel="commit-to-visible ms",
+            title="Latency distribution: commit to visible in Redis",
+        )
+        axis.legend()
+        save(fig, "freshness_distribution")
+    return written
+
+
+def generate(results_path: Path, docs_dir: Path, readme: Path | None) -> list[Path]:
+    """Write the report, its charts and (when markers exist) the README table."""
+    results = read_json(results_path)
+    images = draw_charts(results, docs_dir / "img")
+    report = docs_dir / "benchmarks.md"
+    report.write_text(render_markdown(results, images))
+    written = [report, *(docs_dir / path for path in images.values())]
+    if readme is not None and readme.exists():
+        text = readme.read_text()
+        try:
+            readme.write_text(replace_between_markers(text, readme_table(results)))
+            written.append(readme)
+        except ValueError as error:
+            print(f"README not updated: {error}", file=sys.stderr)
+    elif readme is not None:
+        print(f"README not updated: {readme} does not exist", file=sys.stderr)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR / "latest.json")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = parser.parse_args(argv)
+    if not args.results.exists():
+        print(
+            f"error: {args.results} does not exist; run python -m bench.run first", file=sys.stderr
+        )
+        return 2
+    for path in generate(args.results, args.docs, args.readme):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
