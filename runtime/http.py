@@ -31,7 +31,48 @@ def create_write_app(container: Container) -> FastAPI:
     app.state.write_keys = container.write_keys
     install_error_handlers(app)
     app.include_router(write_router)
+    _document_validation_errors(app)
     return app
+
+
+_ONE_LINE_DETAIL: dict[str, Any] = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+
+
+def _document_validation_errors(app: FastAPI) -> None:
+    """Where a route documents 422 as `{"detail": str}`, allow FastAPI's list form too.
+
+    Request validation errors keep FastAPI's standard body (the contract says so) while
+    the edge refuses some values with a one-line detail, so a 422 can carry either form;
+    the schema must say both or clients reject real answers.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" not in components:
+            return schema
+        listed = {"$ref": "#/components/schemas/HTTPValidationError"}
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                content = operation.get("responses", {}).get("422", {}).get("content", {})
+                body = content.get("application/json")
+                if body is None:
+                    continue
+                documented = body.get("schema")
+                if documented == listed:  # the edge also refuses bad headers with one line
+                    documented = _ONE_LINE_DETAIL
+                body["schema"] = {"anyOf": [documented, listed]}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class ServiceApp(FastAPI):
@@ -124,4 +165,5 @@ def create_app(container: Container, redis_url: str | None = None) -> ServiceApp
     install_error_handlers(app)
     app.include_router(write_router)
     _mount_read_side(app, read_side, _store_head(container))
+    _document_validation_errors(app)
     return app

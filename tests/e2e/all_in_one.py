@@ -1,0 +1,41 @@
+"""The all-in-one app as `customers serve` wires it, in this process, on a real port."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from runtime.container import Container
+from runtime.http import create_app
+from runtime.settings import Settings
+from tests.support.live_app import serving
+
+
+@dataclass(frozen=True)
+class Running:
+    base_url: str
+    admin_key: str
+    container: Container
+
+
+@contextmanager
+def all_in_one(event_store_url: str, redis_url: str, redis_prefix: str) -> Iterator[Running]:
+    """Write API + read API on one server, the projector following in a thread."""
+    settings = Settings(
+        EVENT_STORE_URL=event_store_url, REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix
+    )
+    container = Container(settings)
+    stop = threading.Event()
+    projector = threading.Thread(target=container.projector.run, args=(stop,), daemon=True)
+    try:
+        admin_key = container.write_service.issue_api_key("e2e-admin", "admin").key
+        projector.start()
+        with serving(create_app(container)) as base_url:
+            yield Running(base_url, admin_key, container)
+    finally:
+        stop.set()
+        if projector.is_alive():
+            projector.join(timeout=10)
+        container.close()
