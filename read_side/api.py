@@ -184,18 +184,22 @@ class CustomerFastPath:
                 min_position = value.decode("latin-1")
             elif name == b"if-none-match":
                 if_none_match = value.decode("latin-1")
+        metrics = self._metrics
+        metrics.in_flight += 1
         try:
             reply = await reader.reply(
                 path[len(PATH_PREFIX) :], authorization, min_position, if_none_match
             )
         except Exception as error:
             reply = internal_error(error, "GET", path)
+        finally:
+            metrics.in_flight -= 1
         headers = reply.headers
         if reply.status != 304:
             headers = [*headers, (b"content-length", str(len(reply.body)).encode())]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
-        self._metrics.observe("GET", ROUTE, reply.status, time.perf_counter() - started)
+        metrics.observe("GET", ROUTE, reply.status, time.perf_counter() - started)
 
 
 def internal_error(error: BaseException, method: str, path: str) -> Reply:

@@ -27,6 +27,7 @@ class RequestMetrics:
     buckets: tuple[float, ...] = LATENCY_BUCKETS
     series: dict[tuple[str, str, int], _Series] = field(default_factory=dict)
     gauges: dict[str, tuple[str, str, Callable[[], float | None]]] = field(default_factory=dict)
+    in_flight: int = 0
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (method, route, status)
@@ -59,6 +60,9 @@ class RequestMetrics:
             yield f'{name}_bucket{{{labels},le="+Inf"}} {series.observations}\n'
             yield f"{name}_sum{{{labels}}} {series.total}\n"
             yield f"{name}_count{{{labels}}} {series.observations}\n"
+        yield "# HELP http_requests_in_flight Requests being answered right now.\n"
+        yield "# TYPE http_requests_in_flight gauge\n"
+        yield f"http_requests_in_flight {self.in_flight}\n"
         for gauge_name, (help_text, kind, read) in sorted(self.gauges.items()):
             value = read()
             if value is None:
@@ -92,9 +96,11 @@ class RequestTimer:
                 status = message["status"]
             await send(message)
 
+        self._metrics.in_flight += 1
         try:
             await self._app(scope, receive, timed_send)
         finally:
+            self._metrics.in_flight -= 1
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self._metrics.observe(scope["method"], template, status, time.perf_counter() - started)
