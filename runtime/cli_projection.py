@@ -26,7 +26,7 @@ from rich.table import Table
 from projections.audit import audit as run_audit
 from projections.audit import history, skipped_positions
 from projections.events import UnprojectableEventError
-from projections.projector import ProjectionStoreError, record_skip
+from projections.projector import DEFAULT_PAGE_SIZE, ProjectionStoreError, record_skip
 from projections.rebuild import RebuildError, rebuild
 from runtime.container import Container
 
@@ -61,6 +61,9 @@ def project(
         int | None,
         typer.Option(help="Record an operator's decision to step over this dead-lettered event"),
     ] = None,
+    page_size: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Events read and applied per page")
+    ] = DEFAULT_PAGE_SIZE,
 ) -> None:
     """Project the event store into the Redis read model: catch up, then follow live."""
     container = _container()
@@ -75,6 +78,7 @@ def project(
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         projector = container.projector
+        projector.page_size = page_size
         err.print(
             f"projecting from position {projector.position} into generation "
             f"{projector.generation}; stop with Ctrl-C",
