@@ -73,7 +73,7 @@ def event_store_env(url: str) -> dict[str, str]:
         except ValueError:
             raise ValueError("the port is not a number") from None
         pool_size = _positive_int(query, "pool_size", 10)
-        connect_timeout = _positive_int(query, "connect_timeout", 5)
+        connect_timeout = _positive_int(query, "connect_timeout", 2)
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": dbname,
@@ -85,6 +85,9 @@ def event_store_env(url: str) -> dict[str, str]:
             "POSTGRES_POOL_SIZE": str(pool_size),
             "POSTGRES_MAX_OVERFLOW": "10",
             "POSTGRES_LOCK_TIMEOUT": "5",
+            "APPLICATION_RECORDER_TOPIC": (
+                "write_side.store_queries:FailFastPostgresApplicationRecorder"
+            ),
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"][0]

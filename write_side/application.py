@@ -109,7 +109,7 @@ class CustomerService(Application[UUID]):
                 if retrying and self._customer_exists(customer_id):
                     raise CustomerAlreadyRegisteredError(customer_id)
                 new_id = customer_id
-            return Decision([Customer(customer_id=new_id, profile=profile)], {"id": new_id})
+            return Decision([Customer.register(new_id, profile)], {"id": new_id})
 
         def lost_race(result: dict[str, Any]) -> None:
             if customer_id is None:

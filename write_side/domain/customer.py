@@ -70,6 +70,16 @@ class Customer(Aggregate):
     def create_id(customer_id: int, **_: Any) -> UUID:
         return customer_stream_id(customer_id)
 
+    @classmethod
+    def register(cls, customer_id: int, profile: Profile) -> Customer:
+        """A new customer; the Registered event carries every profile field, unset as None."""
+        check_known_fields(profile)
+        customer: Customer = cls(
+            customer_id=customer_id,
+            profile={name: profile.get(name) for name in PROFILE_FIELDS},
+        )
+        return customer
+
     @event(Registered)
     def __init__(self, customer_id: int, profile: Profile) -> None:
         self.customer_id = customer_id
@@ -78,9 +88,7 @@ class Customer(Aggregate):
         self.last_login: datetime | None = None
 
     def update_profile(self, changes: Profile) -> None:
-        unknown = set(changes) - set(PROFILE_FIELDS)
-        if unknown:
-            raise UnknownProfileFieldError(", ".join(sorted(unknown)))
+        check_known_fields(changes)
         effective = {k: v for k, v in changes.items() if self.profile.get(k) != v}
         if effective:
             self._profile_updated(self.customer_id, effective)
@@ -117,6 +125,12 @@ class Customer(Aggregate):
     def check_is_active(self) -> None:
         if not self.is_active:
             raise CustomerInactiveError(self.customer_id)
+
+
+def check_known_fields(profile: Profile) -> None:
+    unknown = set(profile) - set(PROFILE_FIELDS)
+    if unknown:
+        raise UnknownProfileFieldError(", ".join(sorted(unknown)))
 
 
 class CustomerError(Exception):

@@ -1,0 +1,114 @@
+"""A bad configuration value stops the CLI with one line naming the variable, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from runtime.cli import app as cli
+from runtime.settings import Settings, event_store_env
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+BAD_VALUES = [
+    ("EVENT_STORE_URL", "mysql://db/events"),
+    ("PORT", "eighty"),
+    ("REDIS_URL", "http://cache:6379"),
+]
+MORE_BAD_VALUES = [
+    ("EVENT_STORE_URL", "postgresql://db:port/events"),
+    ("EVENT_STORE_URL", "postgresql://db/events?pool_size=many"),
+    ("PORT", "70000"),
+    ("PORT", "0"),
+    ("REDIS_URL", "redis://"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_VALUES)
+def test_a_bad_value_fails_tokens_list_with_one_line_naming_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    env = {
+        **{name: text for name, text in os.environ.items() if name != "REDIS_URL"},
+        "EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.sqlite'}",
+        "PYTHONPATH": str(PROJECT_ROOT),
+        variable: value,
+    }
+    # A real process, so an uncaught error would show its traceback on stderr.
+    result = subprocess.run(
+        [sys.executable, "-c", "from runtime.cli import main; main()", "tokens", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {variable}: ")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("variable", "value"), MORE_BAD_VALUES)
+def test_other_bad_values_are_also_one_line_naming_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    env = {"EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.sqlite'}", variable: value}
+    result = CliRunner().invoke(cli, ["tokens", "list"], env=env)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: {variable}: ")
+
+
+def test_the_default_store_is_a_sqlite_file_under_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVENT_STORE_URL", raising=False)
+    env = event_store_env(Settings().EVENT_STORE_URL)
+    assert env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
+    assert env["SQLITE_DBNAME"] == "./data/events.sqlite"
+    assert (tmp_path / "data").is_dir()
+
+
+def test_an_absolute_sqlite_path_keeps_its_leading_slash(tmp_path: Path) -> None:
+    env = event_store_env(f"sqlite:///{tmp_path}/store/events.sqlite")
+    assert env["SQLITE_DBNAME"] == f"{tmp_path}/store/events.sqlite"
+
+
+def test_a_postgresql_url_maps_to_the_library_settings() -> None:
+    env = event_store_env(
+        "postgresql://writer:s%40cret@db.internal:6543/events?schema=customers&pool_size=20"
+    )
+    assert env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+    assert (env["POSTGRES_HOST"], env["POSTGRES_PORT"]) == ("db.internal", "6543")
+    assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"]) == ("writer", "s@cret")
+    assert (env["POSTGRES_DBNAME"], env["POSTGRES_SCHEMA"]) == ("events", "customers")
+    assert env["POSTGRES_POOL_SIZE"] == "20"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite://host/events.sqlite",
+        "postgresql://db.internal",
+        "postgresql:///events",
+        "postgresql://db:99999/events",
+        "postgresql://db/events?connect_timeout=0",
+        "events.sqlite",
+    ],
+)
+def test_an_unusable_store_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match=r"expected|port|must be"):
+        event_store_env(url)
