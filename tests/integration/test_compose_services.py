@@ -1,0 +1,162 @@
+"""Every docker-compose.yml service's command runs with its compose environment.
+
+Each role is started locally against the test PostgreSQL and Redis (see
+tests/support/compose_services.py): the APIs must answer their healthcheck, the projector
+must carry a write through to the read API.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from tests.support.compose_services import (
+    ComposeStores,
+    ServiceFailedError,
+    compose_services,
+    local_command,
+    local_environment,
+    process_environment,
+    running,
+    running_together,
+)
+from tests.support.servers import postgres_admin_url
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.fixture
+def stores(redis_url: str, redis_prefix: str) -> Iterator[ComposeStores]:
+    """A database of its own on the test PostgreSQL, as the compose postgres would give."""
+    admin = postgres_admin_url()
+    database = f"compose_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    url = urlunparse(urlparse(admin)._replace(path=f"/{database}"))
+    yield ComposeStores(url, redis_url, redis_prefix)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def create_keys(stores: ComposeStores, folder: Path, *roles: str) -> list[str]:
+    """`customers tokens create` as an operator would run it in the write-api container."""
+    service = compose_services()["write-api"]
+    data_dir = folder / "operator"
+    data_dir.mkdir(exist_ok=True)
+    environment = process_environment(local_environment(service["environment"], stores, data_dir))
+    keys = []
+    # One at a time: the first one creates the event store's tables.
+    for role in roles:
+        result = subprocess.run(
+            [*local_command(["customers"]), "tokens", "create", "--role", role, "--name", role],
+            env=environment,
+            cwd=data_dir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        keys.append(result.stdout.strip())
+    return keys
+
+
+def test_the_roles_carry_a_write_through_the_projector_to_the_read_api(
+    stores: ComposeStores, tmp_path: Path
+) -> None:
+    # Given an operator's keys for a producer and for staff
+    producer_key, staff_key = create_keys(stores, tmp_path, "producer", "staff")
+    producer = {"Authorization": f"Token {producer_key}"}
+    staff = {"Authorization": f"Token {staff_key}"}
+
+    # And the three roles running as compose configures them (the APIs answer /healthz)
+    roles = dict.fromkeys(("write-api", "projector", "read-api"))
+    with running_together(roles, stores, tmp_path) as started:
+        write_api, projector, read_api = (started[name] for name in roles)
+        # When a producer registers a customer and places an order through the write API
+        registered = httpx.post(
+            f"{write_api.base_url}/api/customers",
+            json={"first_name": "Ada", "last_name": "Lovelace"},
+            headers=producer,
+            timeout=10,
+        )
+        assert registered.status_code == 201, registered.text
+        customer_id = registered.json()["id"]
+        placed = httpx.post(
+            f"{write_api.base_url}/api/orders",
+            json={"customer_id": customer_id, "amount": "12.34"},
+            headers=producer,
+            timeout=10,
+        )
+        assert placed.status_code == 201, placed.text
+
+        # Then the projector applies it and the read API serves it to staff
+        def served() -> bool:
+            response = httpx.get(
+                f"{read_api.base_url}/api/customers/{customer_id}",
+                headers={**staff, "X-Min-Position": str(placed.json()["position"])},
+                timeout=5,
+            )
+            return response.status_code == 200
+
+        assert wait_until(served, deadline=30), (
+            f"the read API never served customer {customer_id}\n"
+            f"projector log:\n{projector.log_tail()}\nread-api log:\n{read_api.log_tail()}"
+        )
+        body = httpx.get(
+            f"{read_api.base_url}/api/customers/{customer_id}", headers=staff, timeout=5
+        ).json()
+        assert (body["first_name"], body["total_orders"], body["total_spent"]) == (
+            "Ada",
+            1,
+            "12.34",
+        )
+
+    # And the data went to the stores the compose environment names, not embedded ones
+    client = redis.Redis.from_url(stores.redis_url)
+    try:
+        assert any(client.scan_iter(match=f"{stores.redis_prefix}:*", count=1000))
+    finally:
+        client.close()
+    with psycopg.connect(stores.postgres_url) as conn:
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+    assert tables is not None
+    assert tables[0] > 0
+
+
+def test_a_broken_command_fails_the_check_with_its_output(
+    stores: ComposeStores, tmp_path: Path
+) -> None:
+    service = copy.deepcopy(compose_services()["read-api"])
+    service["command"] = ["customers", "read-apj"]
+    with (
+        pytest.raises(ServiceFailedError, match=r"(?s)read-api exited with [1-9].*read-apj"),
+        running("read-api", stores, tmp_path, service=service),
+    ):
+        pass
+
+
+def test_a_broken_environment_fails_the_check_naming_the_variable(
+    stores: ComposeStores, tmp_path: Path
+) -> None:
+    service = copy.deepcopy(compose_services()["write-api"])
+    service["environment"]["EVENT_STORE_URL"] = "mysql://customers@postgres:3306/customers"
+    with (
+        pytest.raises(
+            ServiceFailedError, match=r"(?s)write-api exited with [1-9].*EVENT_STORE_URL"
+        ),
+        running("write-api", stores, tmp_path, service=service),
+    ):
+        pass
