@@ -28,7 +28,7 @@ from bench.common import (
     unreachable_servers,
     write_json,
 )
-from bench.common_data import sample_customers, save_customers
+from bench.common_data import bulk_load_customers, sample_customers
 from projections.read_model import Keys, customer_document
 from write_side.application import CustomerService
 
@@ -90,7 +90,7 @@ def measure(customers: int) -> dict[str, Any]:
         service = CustomerService(event_store_env(store_url))
         try:
             started = time.perf_counter()
-            events = save_customers(service, sample_customers(customers))
+            events = bulk_load_customers(service, sample_customers(customers))
             save_seconds = time.perf_counter() - started
         finally:
             service.close()
@@ -119,6 +119,8 @@ def measure(customers: int) -> dict[str, Any]:
         naive_bytes = average_memory_usage(client, naive)
         encoding = client.object("encoding", ours[0])
         naive_encoding = client.object("encoding", naive[0])
+        doc_bytes = [client.hstrlen(key, "d") for key in ours[:PIPELINE]]
+        listpack_limit = client.config_get("hash-max-listpack-value").get("hash-max-listpack-value")
     client.close()
     return {
         "customers": customers,
@@ -134,6 +136,9 @@ def measure(customers: int) -> dict[str, Any]:
             naive_encoding.decode() if isinstance(naive_encoding, bytes) else naive_encoding
         ),
         "key_examples": {"ours": ours[0], "naive": naive[0]},
+        # A hash whose longest value exceeds this is stored as a hashtable, not a listpack.
+        "hash_max_listpack_value": int(listpack_limit) if listpack_limit else None,
+        "mean_d_field_bytes": round(sum(doc_bytes) / len(doc_bytes), 1),
     }
 
 

@@ -1,0 +1,87 @@
+"""Each part's own JSON -> the summary the targets and the report read.
+
+The part scripts are written and owned separately, each with the output that suits it;
+these functions are the one place that knows their shapes. A missing key raises KeyError,
+which the orchestrator reports as an unreadable part instead of guessing a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Normaliser = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def read(raw: dict[str, Any]) -> dict[str, Any]:
+    """bench/read_path.py: endpoints at the headline connection count, and the sweep."""
+    endpoints = {
+        name: {
+            "rps": values["rps"],
+            "p50_ms": values.get("p50_ms"),
+            "p99_ms": values.get("p99_ms"),
+            "non_2xx": values.get("non_2xx", 0),
+        }
+        for name, values in raw["endpoints"].items()
+    }
+    sweep = [
+        {key: row.get(key) for key in ("connections", "rps", "p50_ms", "p99_ms", "non_2xx")}
+        for row in raw.get("sweep", [])
+    ]
+    return {
+        "read": {
+            "connections": raw.get("connections", 32),
+            "customers": raw.get("customers"),
+            "duration_s": raw.get("duration_s"),
+            "endpoints": endpoints,
+            "sweep": sweep,
+        }
+    }
+
+
+def freshness(raw: dict[str, Any]) -> dict[str, Any]:
+    stores = {
+        store: {key: value for key, value in raw[store].items()}
+        for store in ("postgres", "sqlite")
+        if isinstance(raw.get(store), dict)
+    }
+    if not stores:
+        raise KeyError("postgres or sqlite")
+    return {"freshness": stores}
+
+
+def memory(raw: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "customers",
+        "ours_bytes",
+        "naive_bytes",
+        "ours_encoding",
+        "naive_encoding",
+        "hash_max_listpack_value",
+        "mean_d_field_bytes",
+    )
+    fragment = {key: raw.get(key) for key in keys}
+    for required in ("customers", "ours_bytes", "naive_bytes"):
+        if fragment[required] is None:
+            raise KeyError(required)
+    return {"memory": fragment}
+
+
+def rebuild(raw: dict[str, Any]) -> dict[str, Any]:
+    events, seconds = int(raw["events"]), float(raw["seconds"])
+    fragment = {
+        "events": events,
+        "seconds": seconds,
+        "eps": round(events / seconds) if seconds else None,
+        "store": raw.get("store"),
+        "method": raw.get("method"),
+    }
+    return {"rebuild": fragment}
+
+
+NORMALISERS: dict[str, Normaliser] = {
+    "read": read,
+    "freshness": freshness,
+    "memory": memory,
+    "rebuild": rebuild,
+}

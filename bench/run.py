@@ -1,0 +1,299 @@
+"""Every benchmark in one invocation, side by side, then the report.
+
+    python -m bench.run --quick     about 2 minutes: small sizes, short runs
+    python -m bench.run --full      the sizes the issues name (1M events ...), about 15 minutes
+
+Each part runs as its own process (so one part's memory and threads never colour another's)
+and writes its JSON into bench/results/. This module gathers them with a description of the
+machine into bench/results/latest.json (and <mode>.json), judges the targets, profiles the
+parts that missed one with py-spy while time allows, and regenerates docs/benchmarks.md,
+its charts and the README table. Servers: BENCH_POSTGRES_URL and BENCH_REDIS_URL, else the
+local defaults; every part uses fresh databases and key prefixes and removes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS_DIR, read_json, unreachable_servers, write_json
+from bench.common_machine import describe_machine
+from bench.common_normalise import NORMALISERS
+from bench.common_profile import profile_command
+from bench.common_targets import judge
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = RESULTS_DIR / "logs"
+PROFILES = RESULTS_DIR / "profiles"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One part in one mode: its arguments, its time bound, and a small profiling variant."""
+
+    args: list[str]
+    timeout: float
+    profile_args: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    module: str
+    quick: Plan
+    full: Plan
+    needs_wrk: bool = False
+
+    def plan(self, mode: str) -> Plan:
+        return self.quick if mode == "quick" else self.full
+
+    def output(self) -> Path:
+        return RESULTS_DIR / f"{self.name}.json"
+
+    def command(self, args: Sequence[str], out: Path) -> list[str]:
+        return [sys.executable, "-m", self.module, *args, "--out", str(out)]
+
+
+# Sizes and durations per mode. Quick keeps the whole run under three minutes on two cores;
+# full uses the sizes the issues name.
+PARTS: tuple[Part, ...] = (
+    Part(
+        "read",
+        "bench.read_path",
+        quick=Plan(
+            ["--customers", "20000", "--duration", "3", "--connections", "1,8,32,128"],
+            timeout=75,
+            profile_args=["--customers", "5000", "--duration", "3", "--connections", "32"],
+        ),
+        full=Plan(
+            ["--customers", "100000", "--duration", "10", "--connections", "1,8,32,128"],
+            timeout=420,
+            profile_args=["--customers", "20000", "--duration", "5", "--connections", "32"],
+        ),
+        needs_wrk=True,
+    ),
+    Part(
+        "projection",
+        "bench.projection",
+        quick=Plan(
+            ["--sizes", "10000,50000"],
+            timeout=60,
+            profile_args=["--sizes", "20000"],
+        ),
+        full=Plan(
+            ["--sizes", "10000,100000,1000000"],
+            timeout=540,
+            profile_args=["--sizes", "100000"],
+        ),
+    ),
+    Part(
+        "rebuild",
+        "bench.common_rebuild",
+        quick=Plan(["--events", "60000"], timeout=45, profile_args=["--events", "60000"]),
+        full=Plan(["--events", "1000000"], timeout=240, profile_args=["--events", "200000"]),
+    ),
+    Part(
+        "freshness",
+        "bench.freshness",
+        quick=Plan(
+            ["--seconds", "6", "--rate", "1000"],
+            timeout=50,
+            profile_args=["--seconds", "5", "--stores", "postgres"],
+        ),
+        full=Plan(
+            ["--seconds", "30", "--rate", "1000"],
+            timeout=150,
+            profile_args=["--seconds", "10", "--stores", "postgres"],
+        ),
+    ),
+    Part(
+        "write",
+        "bench.write_throughput",
+        quick=Plan(["--duration", "4"], timeout=45, profile_args=["--duration", "4"]),
+        full=Plan(["--duration", "15"], timeout=150, profile_args=["--duration", "8"]),
+    ),
+    Part(
+        "memory",
+        "bench.memory",
+        quick=Plan(["--customers", "10000"], timeout=40, profile_args=["--customers", "10000"]),
+        full=Plan(["--customers", "100000"], timeout=240, profile_args=["--customers", "20000"]),
+    ),
+)
+
+# Quick mode's whole budget; profiling of missed targets only runs in what is left.
+QUICK_BUDGET_SECONDS = 165.0
+FULL_BUDGET_SECONDS = 1200.0
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def run_part(part: Part, mode: str, deadline: float) -> dict[str, Any]:
+    """Run one part's script; its JSON and a status line come back."""
+    plan = part.plan(mode)
+    out = part.output()
+    out.unlink(missing_ok=True)
+    command = part.command(plan.args, out)
+    timeout = max(5.0, min(plan.timeout, deadline - time.monotonic()))
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log_path = LOGS / f"{part.name}.log"
+    started = time.monotonic()
+    status: dict[str, Any] = {"command": " ".join(["python", *command[1:]])}
+    try:
+        with log_path.open("w") as sink:
+            completed = subprocess.run(
+                command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout
+            )
+        code: int | None = completed.returncode
+    except subprocess.TimeoutExpired:
+        code = None
+    status["seconds"] = round(time.monotonic() - started, 1)
+    output = log_path.read_text(errors="replace")
+    if code is None:
+        status.update(status="failed", error=f"stopped after {timeout:.0f} s")
+    elif code != 0:
+        status.update(status="failed", error=last_line(output) or f"exit code {code}")
+    elif not out.exists():
+        status.update(status="failed", error=f"wrote no {out.name}")
+    else:
+        status.update(status="ok", raw=read_json(out))
+    return status
+
+
+def summarise_parts(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The normalised summary the targets and the report read (see bench/common_targets)."""
+    summary: dict[str, Any] = {}
+    for name, part in parts.items():
+        if part.get("status") != "ok":
+            continue
+        normalise: Callable[[dict[str, Any]], dict[str, Any]] | None = NORMALISERS.get(name)
+        if normalise is None:
+            continue
+        try:
+            fragment = normalise(part["raw"])
+        except (KeyError, TypeError, ValueError) as error:
+            part["status"] = "unreadable"
+            part["error"] = f"its JSON lacks what the report needs: {error!r}"
+            continue
+        summary.update(fragment)
+    return summary
+
+
+def profile_missed(
+    parts_by_name: dict[str, Part], summary: dict[str, Any], mode: str, deadline: float
+) -> dict[str, Any]:
+    """Re-run each part that missed a target, smaller, under py-spy, while time allows."""
+    profiles: dict[str, Any] = {}
+    missed_parts = []
+    for verdict in judge(summary):
+        if verdict.met is False and verdict.part not in missed_parts:
+            missed_parts.append(verdict.part)
+    for name in missed_parts:
+        part = parts_by_name.get(name)
+        if part is None:
+            continue
+        plan = part.plan(mode)
+        remaining = deadline - time.monotonic()
+        if remaining < plan.timeout * 0.5 + 10:
+            profiles[name] = {"error": f"skipped: {remaining:.0f} s left in the time budget"}
+            log(f"profile {name}: skipped, {remaining:.0f} s left")
+            continue
+        out = PROFILES / f"{name}.json"
+        command = part.command(plan.profile_args or plan.args, out)
+        log(f"profile {name}: {' '.join(command[1:])}")
+        summary_of_profile = profile_command(
+            command, PROFILES / f"{name}.collapsed.txt", timeout=min(plan.timeout, remaining - 5)
+        )
+        summary_of_profile["command"] = " ".join(["python", *command[1:]])
+        profiles[name] = summary_of_profile
+    return profiles
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode_group = parser.add_mutually_exclusive_group()
+    mode_group.add_argument("--quick", action="store_const", dest="mode", const="quick")
+    mode_group.add_argument("--full", action="store_const", dest="mode", const="full")
+    parser.add_argument("--only", default="", help="comma-separated parts, e.g. read,memory")
+    parser.add_argument("--no-profile", action="store_true", help="skip profiling misses")
+    parser.add_argument("--no-report", action="store_true", help="skip docs and README")
+    args = parser.parse_args(argv)
+    mode = args.mode or "quick"
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or [p.name for p in PARTS]
+    by_name = {part.name: part for part in PARTS}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        print(f"error: unknown part {unknown[0]!r}; parts are {', '.join(by_name)}")
+        return 2
+    selected = [by_name[name] for name in names]
+    if any(part.needs_wrk for part in selected) and shutil.which("wrk") is None:
+        print("error: wrk is not installed; install it (apt-get install -y wrk) and run again")
+        return 2
+    problems = unreachable_servers()
+    if problems:
+        print(f"error: {problems[0]}; set BENCH_POSTGRES_URL / BENCH_REDIS_URL")
+        return 2
+
+    started_at = datetime.now(UTC)
+    began = time.monotonic()
+    budget = QUICK_BUDGET_SECONDS if mode == "quick" else FULL_BUDGET_SECONDS
+    deadline = began + budget
+    log(f"{mode} run: {', '.join(names)} (budget {budget:.0f} s)")
+    machine = describe_machine()
+    parts: dict[str, dict[str, Any]] = {}
+    for part in selected:
+        log(f"{part.name}: {' '.join(part.plan(mode).args)}")
+        parts[part.name] = run_part(part, mode, deadline)
+        state = parts[part.name]
+        log(f"{part.name}: {state['status']} in {state['seconds']} s {state.get('error', '')}")
+    summary = summarise_parts(parts)
+    verdicts = judge(summary)
+    profiles = {} if args.no_profile else profile_missed(by_name, summary, mode, deadline)
+    finished_at = datetime.now(UTC)
+    command = f"python -m bench.run --{mode}" + (f" --only {args.only}" if args.only else "")
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "mode": mode,
+        "command": command,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": finished_at.isoformat(timespec="seconds"),
+        "duration_s": round(time.monotonic() - began, 1),
+        "machine": machine,
+        "summary": summary,
+        "verdicts": [verdict.as_dict() for verdict in verdicts],
+        "profiles": profiles,
+        "parts": parts,
+    }
+    latest = write_json(RESULTS_DIR / "latest.json", results)
+    write_json(RESULTS_DIR / f"{mode}.json", results)
+    log(f"wrote {latest.relative_to(ROOT)}")
+    for verdict in verdicts:
+        mark = {True: "met", False: "MISSED", None: "not measured"}[verdict.met]
+        log(f"  {verdict.title}: {verdict.measured} (target {verdict.target}) {mark}")
+    if not args.no_report:
+        from bench.report import generate
+
+        for path in generate(latest, ROOT / "docs", ROOT / "README.md"):
+            log(f"wrote {path.relative_to(ROOT)}")
+    log(f"done in {time.monotonic() - began:.0f} s")
+    failed = [name for name, part in parts.items() if part.get("status") != "ok"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
