@@ -1,0 +1,126 @@
+"""The audit: an independent replay compared with the live read model; historical state."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from rich.console import Console
+from typer.testing import CliRunner
+
+from projections.audit import audit
+from projections.projector import Projector
+from projections.read_model import Keys
+from runtime.cli import app
+from runtime.cli_demo import append_sample
+from tests.integration.test_projection_support import customer_service
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, redis_url: str, redis_prefix: str) -> dict[str, str]:
+    return {
+        "EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.sqlite'}",
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": redis_prefix,
+        "DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+def test_audit_of_a_faithful_read_model_is_clean(cli_env: dict[str, str]) -> None:
+    client = redis.Redis.from_url(cli_env["REDIS_URL"])
+    keys = Keys(cli_env["REDIS_PREFIX"])
+    with customer_service(cli_env["EVENT_STORE_URL"]) as service:
+        append_sample(service, 30, seed=23, progress_console=Console(file=io.StringIO()))
+        service.issue_api_key("auditor", "staff")
+        Projector(service.recorder, client, keys).catch_up()
+
+        report = audit(service.recorder, client, keys)
+    assert report.clean
+    assert report.customers == 30
+    result = CliRunner().invoke(app, ["audit"], env=cli_env)
+    assert result.exit_code == 0, result.output
+    assert "audit clean: 30 customers" in result.output
+
+
+def test_audit_catches_a_total_tampered_with_in_redis(cli_env: dict[str, str]) -> None:
+    client = redis.Redis.from_url(cli_env["REDIS_URL"])
+    keys = Keys(cli_env["REDIS_PREFIX"])
+    with customer_service(cli_env["EVENT_STORE_URL"]) as service:
+        append_sample(service, 10, seed=29, progress_console=Console(file=io.StringIO()))
+        Projector(service.recorder, client, keys).catch_up()
+        # Someone adds one cent to customer 4's total behind the projector's back.
+        client.hincrby(keys.customer(1, 4), "s", 1)
+
+        report = audit(service.recorder, client, keys)
+    assert [(d.customer_id, d.field) for d in report.differences] == [(4, "total_spent")]
+    result = CliRunner().invoke(app, ["audit"], env=cli_env)
+    assert result.exit_code == 1
+    assert "total_spent" in result.output
+    assert "1 differences" in result.output
+
+
+def test_audit_does_not_report_changes_a_live_projector_made_after_its_position(
+    cli_env: dict[str, str],
+) -> None:
+    client = redis.Redis.from_url(cli_env["REDIS_URL"])
+    keys = Keys(cli_env["REDIS_PREFIX"])
+    with customer_service(cli_env["EVENT_STORE_URL"]) as service:
+        customer_id = service.register_customer(None, {"first_name": "Mid"}).result["id"]
+        Projector(service.recorder, client, keys).catch_up()
+        service.place_order(customer_id, Decimal("3.00"))
+        # A projector applied the order to the customer but died before recording it.
+        crashed = Projector(service.recorder, client, keys, fault=_die_before_position)
+        with pytest.raises(RuntimeError):
+            crashed.catch_up()
+
+        assert audit(service.recorder, client, keys).clean
+
+
+def _die_before_position(step: str) -> None:
+    if step == "before-position":
+        raise RuntimeError("died")
+
+
+def test_audit_prints_the_state_at_a_past_position_or_time(cli_env: dict[str, str]) -> None:
+    with customer_service(cli_env["EVENT_STORE_URL"]) as service:
+        customer_id = service.register_customer(None, {"first_name": "Old"}).result["id"]
+        placed = service.place_order(customer_id, Decimal("10.00"))
+        moment = service.get_order(placed.result["order_id"]).placed_at
+        service.place_order(customer_id, Decimal("2.50"))
+
+    runner = CliRunner()
+    at_position = runner.invoke(
+        app, ["audit", "--customer", str(customer_id), "--position", str(placed.position)],
+        env=cli_env,
+    )  # fmt: skip
+    assert at_position.exit_code == 0, at_position.output
+    then = orjson.loads(at_position.stdout)
+    assert (then["total_orders"], then["total_spent"]) == (1, "10.00")
+
+    before = runner.invoke(app, ["audit", "--as-of", "2000-01-01T00:00:00Z"], env=cli_env)
+    assert before.exit_code == 0
+    assert before.stdout == ""
+    now = runner.invoke(app, ["audit", "--as-of", moment.isoformat()], env=cli_env)
+    assert orjson.loads(now.stdout)["first_name"] == "Old"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--as-of", "yesterday"], "is not an ISO 8601 datetime"),
+        (["--as-of", "2026-01-01T00:00:00"], "needs a timezone"),
+        (["--position", "3", "--as-of", "2026-01-01T00:00:00Z"], "not both"),
+        (["--customer", "0"], "positive integer"),
+    ],
+)
+def test_bad_audit_arguments_are_one_line_errors_with_exit_code_2(
+    cli_env: dict[str, str], arguments: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(app, ["audit", *arguments], env=cli_env)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
