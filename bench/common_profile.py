@@ -7,21 +7,30 @@ each frame "function (path:line)"; with --subprocesses the first frame names the
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<path>[^()]*?)(?::(?P<line>\d+))?\)$")
 SITE_PACKAGES = re.compile(r".*/site-packages/")
 STDLIB = re.compile(r".*/lib/python3\.\d+/")
+PROFILE_ENV = "BENCH_PROFILE_OUT"
+RATE = 97  # samples per second, off the beat of periodic work
 
 
-def parse_collapsed(text: str) -> list[tuple[list[str], int]]:
-    """Stacks (outermost first) with their sample counts; malformed lines are skipped."""
+def parse_collapsed(text: str, process: str | None = None) -> list[tuple[list[str], int]]:
+    """Stacks (outermost first) with their sample counts; malformed lines are skipped.
+
+    With `process`, only stacks from processes whose command line contains it are kept.
+    """
     stacks: list[tuple[list[str], int]] = []
     for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -29,7 +38,11 @@ def parse_collapsed(text: str) -> list[tuple[list[str], int]]:
             continue
         frames = [frame for frame in stack.split(";") if frame]
         if frames and frames[0].startswith("process "):
+            if process is not None and process not in frames[0]:
+                continue
             frames = frames[1:]
+        elif process is not None:
+            continue
         if frames:
             stacks.append((frames, int(count)))
     return stacks
@@ -70,9 +83,9 @@ def package_of(frame: str) -> str:
     return head.removesuffix(".py")
 
 
-def summarise(text: str, top: int = 10) -> dict[str, Any]:
+def summarise(text: str, top: int = 10, process: str | None = None) -> dict[str, Any]:
     """Top functions by self and total share of samples, and self share by package."""
-    stacks = parse_collapsed(text)
+    stacks = parse_collapsed(text, process)
     samples = sum(count for _, count in stacks)
     if samples == 0:
         return {"samples": 0, "top": [], "top_total": [], "packages": []}
@@ -128,28 +141,90 @@ def py_spy() -> str | None:
 
 
 def profile_command(
-    command: Sequence[str], out: Path, timeout: float, rate: int = 97
+    command: Sequence[str],
+    out: Path,
+    timeout: float,
+    *,
+    process: str | None = None,
+    phase_only: bool = False,
+    rate: int = RATE,
 ) -> dict[str, Any]:
-    """Run a command under py-spy (following subprocesses) and summarise its samples."""
+    """Run a command under py-spy (following subprocesses) and summarise its samples.
+
+    phase_only: the command profiles its own measured phase (see profiled_phase) instead
+    of being sampled from start to end, so setup such as filling a store stays out.
+    process: summarise only the processes whose command line contains this text.
+    """
     executable = py_spy()
     if executable is None:
         return {"error": "py-spy is not installed (pip install py-spy)"}
     out.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = [
-        executable, "record", "--format", "raw", "--rate", str(rate), "--subprocesses",
-        "--nonblocking", "-o", str(out), "--", *command,
-    ]  # fmt: skip
+    out.unlink(missing_ok=True)
+    env = dict(os.environ)
+    if phase_only:
+        wrapped = list(command)
+        env[PROFILE_ENV] = str(out)
+    else:
+        wrapped = [
+            executable, "record", "--format", "raw", "--rate", str(rate), "--subprocesses",
+            "--nonblocking", "-o", str(out), "--", *command,
+        ]  # fmt: skip
     try:
         completed = subprocess.run(
-            wrapped, capture_output=True, text=True, timeout=timeout, check=False
+            wrapped, capture_output=True, text=True, timeout=timeout, check=False, env=env
         )
     except subprocess.TimeoutExpired:
         return {"error": f"profiling took longer than {timeout:.0f} s"}
     if not out.exists():
         last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"py-spy wrote nothing: {last}"}
-    summary = summarise(out.read_text(errors="replace"))
+    summary = summarise(out.read_text(errors="replace"), process=process)
     summary["command"] = " ".join(command)
     summary["subprocesses"] = True
+    summary["scope"] = "the measured phase only" if phase_only else "the whole run"
+    if process:
+        summary["scope"] += f", processes running {process}"
     summary["exit_code"] = completed.returncode
     return summary
+
+
+@contextmanager
+def profiled_phase() -> Iterator[None]:
+    """Sample this process (and its children) with py-spy while the block runs.
+
+    Does nothing unless BENCH_PROFILE_OUT names the file to write, which the
+    orchestrator sets when it profiles a part that missed its target.
+    """
+    out = os.environ.get(PROFILE_ENV)
+    executable = py_spy()
+    if not out or executable is None:
+        yield
+        return
+    recorder = subprocess.Popen(
+        [
+            executable,
+            "record",
+            "--pid",
+            str(os.getpid()),
+            "--format",
+            "raw",
+            "--rate",
+            str(RATE),
+            "--subprocesses",
+            "--nonblocking",
+            "-o",
+            out,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)  # attached before the phase starts
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        try:
+            recorder.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            recorder.wait()

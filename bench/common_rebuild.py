@@ -28,6 +28,7 @@ from bench.common import (
     write_json,
 )
 from bench.common_data import bulk_load_customers, sample_customers
+from bench.common_profile import profiled_phase
 from projections.read_model import Keys
 from write_side.application import CustomerService
 
@@ -46,7 +47,8 @@ def measure(events: int) -> dict[str, Any]:
             started = time.perf_counter()
             written = bulk_load_customers(service, sample_customers(customers))
             fill_seconds = time.perf_counter() - started
-            result = rebuild(service.recorder, client, Keys(prefix), drop_grace=0.0)
+            with profiled_phase():
+                result = rebuild(service.recorder, client, Keys(prefix), drop_grace=0.0)
         finally:
             service.close()
     client.close()

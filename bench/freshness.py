@@ -44,6 +44,7 @@ from bench.common import (
     write_json,
 )
 from bench.common_data import sample_customers, save_customers
+from bench.common_profile import profiled_phase
 from projections.read_model import Keys
 from write_side.application import CustomerService
 
@@ -187,7 +188,8 @@ def measure_store(
             wait_until(lambda: subscriber.highest() >= registered, 60, "the initial catch-up")
             if store == "sqlite":
                 assert notify is not None
-            commits, wall, failures = paced_orders(service, rate, seconds, threads, notify)
+            with profiled_phase():
+                commits, wall, failures = paced_orders(service, rate, seconds, threads, notify)
             last = commits[-1][0] if commits else 0
             # A write still unseen after the drain is counted below as never visible.
             with contextlib.suppress(TimeoutError):

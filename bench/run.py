@@ -32,6 +32,7 @@ from bench.common_targets import judge
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = RESULTS_DIR / "logs"
+PART_RESULTS = RESULTS_DIR / "parts"  # each part's own JSON; latest.json carries them all
 PROFILES = RESULTS_DIR / "profiles"
 SCHEMA_VERSION = 1
 
@@ -51,13 +52,18 @@ class Part:
     module: str
     quick: Plan
     full: Plan
+    smoke: Plan
     needs_wrk: bool = False
+    # Profiling a miss: the script samples only its measured phase (bench.common_profile.
+    # profiled_phase), or else the whole run is sampled, kept to processes running this.
+    phase_profile: bool = False
+    profile_process: str | None = None
 
     def plan(self, mode: str) -> Plan:
-        return self.quick if mode == "quick" else self.full
+        return {"quick": self.quick, "full": self.full, "smoke": self.smoke}[mode]
 
     def output(self) -> Path:
-        return RESULTS_DIR / f"{self.name}.json"
+        return PART_RESULTS / f"{self.name}.json"
 
     def command(self, args: Sequence[str], out: Path) -> list[str]:
         return [sys.executable, "-m", self.module, *args, "--out", str(out)]
@@ -80,6 +86,8 @@ PARTS: tuple[Part, ...] = (
             profile_args=["--customers", "20000", "--duration", "5", "--connections", "32"],
         ),
         needs_wrk=True,
+        smoke=Plan(["--customers", "500", "--duration", "1", "--connections", "8,32"], 60),
+        profile_process="read-api",
     ),
     Part(
         "projection",
@@ -94,12 +102,15 @@ PARTS: tuple[Part, ...] = (
             timeout=540,
             profile_args=["--sizes", "100000"],
         ),
+        smoke=Plan(["--sizes", "2000"], 60),
     ),
     Part(
         "rebuild",
         "bench.common_rebuild",
         quick=Plan(["--events", "60000"], timeout=45, profile_args=["--events", "60000"]),
         full=Plan(["--events", "1000000"], timeout=240, profile_args=["--events", "200000"]),
+        smoke=Plan(["--events", "3000"], 30),
+        phase_profile=True,
     ),
     Part(
         "freshness",
@@ -114,22 +125,26 @@ PARTS: tuple[Part, ...] = (
             timeout=150,
             profile_args=["--seconds", "10", "--stores", "postgres"],
         ),
+        smoke=Plan(["--seconds", "2", "--rate", "200"], 40),
+        phase_profile=True,
     ),
     Part(
         "write",
         "bench.write_throughput",
         quick=Plan(["--duration", "4"], timeout=45, profile_args=["--duration", "4"]),
         full=Plan(["--duration", "15"], timeout=150, profile_args=["--duration", "8"]),
+        smoke=Plan(["--duration", "1"], 40),
     ),
     Part(
         "memory",
         "bench.memory",
         quick=Plan(["--customers", "10000"], timeout=40, profile_args=["--customers", "10000"]),
         full=Plan(["--customers", "100000"], timeout=240, profile_args=["--customers", "20000"]),
+        smoke=Plan(["--customers", "300"], 30),
     ),
 )
 
-# Quick mode's whole budget; profiling of missed targets only runs in what is left.
+# The whole run's budget (smoke shares quick's); profiling misses only runs in what is left.
 QUICK_BUDGET_SECONDS = 165.0
 FULL_BUDGET_SECONDS = 1200.0
 
@@ -147,6 +162,7 @@ def run_part(part: Part, mode: str, deadline: float) -> dict[str, Any]:
     """Run one part's script; its JSON and a status line come back."""
     plan = part.plan(mode)
     out = part.output()
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     command = part.command(plan.args, out)
     timeout = max(5.0, min(plan.timeout, deadline - time.monotonic()))
@@ -217,7 +233,11 @@ def profile_missed(
         command = part.command(plan.profile_args or plan.args, out)
         log(f"profile {name}: {' '.join(command[1:])}")
         summary_of_profile = profile_command(
-            command, PROFILES / f"{name}.collapsed.txt", timeout=min(plan.timeout, remaining - 5)
+            command,
+            PROFILES / f"{name}.collapsed.txt",
+            timeout=min(plan.timeout, remaining - 5),
+            process=part.profile_process,
+            phase_only=part.phase_profile,
         )
         summary_of_profile["command"] = " ".join(["python", *command[1:]])
         profiles[name] = summary_of_profile
@@ -229,6 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode_group = parser.add_mutually_exclusive_group()
     mode_group.add_argument("--quick", action="store_const", dest="mode", const="quick")
     mode_group.add_argument("--full", action="store_const", dest="mode", const="full")
+    mode_group.add_argument(
+        "--smoke",
+        action="store_const",
+        dest="mode",
+        const="smoke",
+        help="tiny sizes to check the wiring; writes smoke.json only, no report",
+    )
     parser.add_argument("--only", default="", help="comma-separated parts, e.g. read,memory")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling misses")
     parser.add_argument("--no-report", action="store_true", help="skip docs and README")
@@ -251,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started_at = datetime.now(UTC)
     began = time.monotonic()
-    budget = QUICK_BUDGET_SECONDS if mode == "quick" else FULL_BUDGET_SECONDS
+    budget = FULL_BUDGET_SECONDS if mode == "full" else QUICK_BUDGET_SECONDS
     deadline = began + budget
     log(f"{mode} run: {', '.join(names)} (budget {budget:.0f} s)")
     machine = describe_machine()
@@ -279,13 +306,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profiles": profiles,
         "parts": parts,
     }
-    latest = write_json(RESULTS_DIR / "latest.json", results)
-    write_json(RESULTS_DIR / f"{mode}.json", results)
+    latest = write_json(RESULTS_DIR / f"{mode}.json", results)
+    if mode != "smoke":
+        latest = write_json(RESULTS_DIR / "latest.json", results)
     log(f"wrote {latest.relative_to(ROOT)}")
     for verdict in verdicts:
         mark = {True: "met", False: "MISSED", None: "not measured"}[verdict.met]
         log(f"  {verdict.title}: {verdict.measured} (target {verdict.target}) {mark}")
-    if not args.no_report:
+    if not args.no_report and mode != "smoke":
         from bench.report import generate
 
         for path in generate(latest, ROOT / "docs", ROOT / "README.md"):
