@@ -1,0 +1,364 @@
+"""Projection throughput, side by side on the same PostgreSQL events (a benchmark, not a test).
+
+    python -m bench.projection --sizes 100000,1000000 [--out bench/results/projection.json]
+
+For each size a fresh PostgreSQL database is filled with the application's own events
+(customers with full profiles, a login and an order each), then three readers of the same
+notification log run one after another, each in its own process on its own key prefix:
+
+  baseline  the library's ProjectionRunner with a per-event Projection, writing the same
+            customer record to Redis: read the record, then one MULTI/EXEC per event with
+            the record, the totals and the tracking position (what a library user writes);
+  raw       the notification log read in pages of 5,000 and nothing else: the ceiling;
+  ours      projections.Projector.catch_up(): pages, one guarded script per customer per
+            page, pipelined, then the position.
+
+The baseline is stopped after --baseline-max events (its rate is flat; a full million
+would take many minutes). Peak RSS is the projector process's VmHWM; RSS is also sampled
+while it runs, to show it stays flat. Results: a table on stdout and JSON in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import InfrastructureFactory, Tracking, TrackingRecorder
+from eventsourcing.projection import Projection, ProjectionRunner
+
+from bench.common import (
+    RESULTS_DIR,
+    fresh_postgres_database,
+    fresh_redis_prefix,
+    redis_url,
+    unreachable_servers,
+    write_json,
+)
+from bench.common_data import bulk_load_customers, sample_customers
+from projections.customer_view import CustomerRecord, apply
+from projections.events import (
+    CANCELLED,
+    DEACTIVATED,
+    LOGGED_IN,
+    PLACED,
+    PROFILE_INDEX,
+    PROFILE_UPDATED,
+    REACTIVATED,
+    REFUNDED,
+    REGISTERED,
+    CustomerChange,
+    canonical_time,
+)
+from projections.projector import Projector
+from projections.read_model import D_PROFILE, PROFILE_FIELDS, Keys
+from projections.tracking import RedisTrackingRecorder
+from runtime.settings import event_store_env
+from write_side.application import CustomerService
+from write_side.domain.customer import Customer
+from write_side.domain.money import to_minor_units
+from write_side.domain.order import Order
+
+EVENTS_PER_CUSTOMER = 3
+PAGE = 5000
+GOALS = {"ours_eps": 40_000, "vs_baseline": 10.0, "vs_raw": 0.8, "rebuild_1m_seconds": 30.0}
+
+
+# The baseline: what a user of the library's ProjectionRunner would write.
+
+
+class BaselineView(RedisTrackingRecorder):
+    """The same Redis record, written one event at a time in a MULTI/EXEC with tracking."""
+
+    def __init__(self) -> None:
+        client = redis.Redis.from_url(os.environ["BENCH_VIEW_REDIS_URL"])
+        super().__init__(client, Keys(os.environ["BENCH_VIEW_PREFIX"]), generation=1)
+
+    def apply_change(self, change: CustomerChange | None, tracking: Tracking) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        if change is not None:
+            key = self.keys.customer(1, change.customer_id)
+            current = _record(change.customer_id, self.client.hget(key, "d"))
+            updated = apply(current, change)
+            if updated is not current:
+                pipe.hset(key, "d", updated.fields()[0])
+                pipe.hincrby(key, "s", change.spent)
+                pipe.hincrby(key, "o", change.orders)
+        pipe.hset(self.key, tracking.application_name, str(tracking.notification_id))
+        pipe.execute()
+
+
+def _record(customer_id: int, doc: bytes | str | None) -> CustomerRecord:
+    if doc is None:
+        return CustomerRecord(customer_id)
+    values = orjson.loads(doc)
+    return CustomerRecord(
+        customer_id,
+        position=int(values[0]),
+        active=bool(values[1]),
+        date_joined=values[2],
+        last_login=values[3],
+        profile=tuple(values[D_PROFILE : D_PROFILE + len(PROFILE_FIELDS)]),
+    )
+
+
+class BaselineProjection(Projection[BaselineView]):
+    name = "baseline"
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.apply_change(change_of(domain_event, tracking.notification_id), tracking)
+
+
+def change_of(event: DomainEventProtocol[Any], position: int) -> CustomerChange | None:
+    """The customer change a domain event object makes (the baseline gets objects)."""
+    if isinstance(event, Customer.Registered):
+        profile = tuple(event.profile.get(name) for name in PROFILE_FIELDS)
+        joined = canonical_time(event.timestamp)
+        return CustomerChange(position, event.customer_id, REGISTERED, value=(joined, profile))
+    if isinstance(event, Customer.ProfileUpdated):
+        updates = tuple((PROFILE_INDEX[k], v) for k, v in event.changes.items())
+        return CustomerChange(position, event.customer_id, PROFILE_UPDATED, value=updates)
+    if isinstance(event, Customer.LoggedIn):
+        at = canonical_time(event.at)
+        return CustomerChange(position, event.customer_id, LOGGED_IN, value=at)
+    if isinstance(event, Customer.Deactivated):
+        return CustomerChange(position, event.customer_id, DEACTIVATED)
+    if isinstance(event, Customer.Reactivated):
+        return CustomerChange(position, event.customer_id, REACTIVATED)
+    if isinstance(event, Order.Placed):
+        return CustomerChange(position, event.customer_id, PLACED, to_minor_units(event.amount), 1)
+    if isinstance(event, Order.Cancelled):
+        removed = -to_minor_units(event.amount_removed)
+        return CustomerChange(position, event.customer_id, CANCELLED, removed, -1)
+    if isinstance(event, Order.Refunded):
+        refund = -to_minor_units(event.amount)
+        return CustomerChange(position, event.customer_id, REFUNDED, refund, 0)
+    return None
+
+
+class RedisViewFactory(InfrastructureFactory[TrackingRecorder]):
+    """A persistence module for the view alone, so ProjectionRunner can build a Redis view."""
+
+    def aggregate_recorder(self, purpose: str = "events") -> Any:
+        raise NotImplementedError
+
+    def application_recorder(self) -> Any:
+        raise NotImplementedError
+
+    def tracking_recorder(self, tracking_recorder_class: Any = None) -> TrackingRecorder:
+        view_class = tracking_recorder_class or BaselineView
+        view: TrackingRecorder = view_class()
+        return view
+
+    def process_recorder(self) -> Any:
+        raise NotImplementedError
+
+
+# Workers: each measurement in its own process.
+
+
+class RssSampler:
+    """Samples this process's resident set every 0.2 s while a measurement runs."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self.samples.append(_status_mb("VmRSS"))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(_status_mb("VmRSS"))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self.samples.append(_status_mb("VmRSS"))
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker(kind: str, store_url: str, prefix: str, limit: int) -> dict[str, Any]:
+    env = event_store_env(store_url)
+    client = redis.Redis.from_url(redis_url(), socket_timeout=120)
+    if kind == "raw":
+        service = CustomerService(env)
+        started = time.perf_counter()
+        position = events = 0
+        while True:
+            page = service.recorder.select_notifications(position + 1, PAGE)
+            events += len(page)
+            if len(page) < PAGE:
+                break
+            position = page[-1].id
+        seconds = time.perf_counter() - started
+        service.close()
+        return {"events": events, "seconds": seconds}
+    if kind == "ours":
+        service = CustomerService(env)
+        projector = Projector(service.recorder, client, Keys(prefix), page_size=PAGE)
+        with RssSampler() as rss:
+            started = time.perf_counter()
+            position = projector.catch_up()
+            seconds = time.perf_counter() - started
+        head = service.recorder.max_notification_id()
+        assert position == head, f"projected to {position}, the store ends at {head}"
+        service.close()
+        return {
+            "events": position,
+            "seconds": seconds,
+            "peak_rss_mb": round(_status_mb("VmHWM"), 1),
+            "rss_mb": {
+                "start": round(rss.samples[0], 1),
+                "max": round(max(rss.samples), 1),
+                "end": round(rss.samples[-1], 1),
+                "samples": len(rss.samples),
+            },
+        }
+    if kind == "baseline":
+        os.environ["BENCH_VIEW_REDIS_URL"] = redis_url()
+        os.environ["BENCH_VIEW_PREFIX"] = prefix
+        runner_env = {**env, "BASELINE_PERSISTENCE_MODULE": "bench.projection:RedisViewFactory"}
+        started = time.perf_counter()
+        runner: ProjectionRunner[CustomerService, BaselineView] = ProjectionRunner(
+            application_class=CustomerService,
+            projection_class=BaselineProjection,
+            view_class=BaselineView,
+            env=runner_env,
+        )
+        with runner:
+            head = runner.app.recorder.max_notification_id() or 0
+            target = min(head, limit)
+            runner.wait(target, timeout=3600)
+            seconds = time.perf_counter() - started
+        return {"events": target, "seconds": seconds}
+    raise ValueError(kind)
+
+
+def run_worker(kind: str, store_url: str, limit: int) -> dict[str, Any]:
+    with fresh_redis_prefix(f"proj_{kind}") as prefix:
+        command = [sys.executable, "-m", "bench.projection", "--worker", kind]
+        command += ["--store-url", store_url, "--prefix", prefix, "--limit", str(limit)]
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed: {completed.stderr.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    result["eps"] = round(result["events"] / result["seconds"]) if result["seconds"] else None
+    return result
+
+
+# The comparison.
+
+
+def measure(size: int, baseline_max: int) -> dict[str, Any]:
+    customers = max(1, size // EVENTS_PER_CUSTOMER)
+    with fresh_postgres_database("projection") as url:
+        service = CustomerService(event_store_env(url))
+        started = time.perf_counter()
+        written = bulk_load_customers(service, sample_customers(customers))
+        fill_seconds = time.perf_counter() - started
+        service.close()
+        raw = run_worker("raw", url, written)
+        ours = run_worker("ours", url, written)
+        baseline = run_worker("baseline", url, baseline_max)
+    return {
+        "events": written,
+        "customers": customers,
+        "fill_seconds": round(fill_seconds, 1),
+        "ours_eps": ours["eps"],
+        "ours_seconds": round(ours["seconds"], 2),
+        "raw_eps": raw["eps"],
+        "baseline_eps": baseline["eps"],
+        "baseline_events": baseline["events"],
+        "vs_baseline": round(ours["eps"] / baseline["eps"], 1) if baseline["eps"] else None,
+        "vs_raw": round(ours["eps"] / raw["eps"], 2) if raw["eps"] else None,
+        "peak_rss_mb": ours["peak_rss_mb"],
+        "rss_mb": ours["rss_mb"],
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    header = (
+        f"{'events':>10} {'baseline ev/s':>14} {'raw read ev/s':>14} {'ours ev/s':>10} "
+        f"{'x baseline':>10} {'x raw':>6} {'ours s':>7} {'peak RSS MB':>11} "
+        f"{'RSS start/max/end':>18}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        rss = r["rss_mb"]
+        lines.append(
+            f"{r['events']:>10,} {r['baseline_eps']:>14,} {r['raw_eps']:>14,} "
+            f"{r['ours_eps']:>10,} {r['vs_baseline']:>10} {r['vs_raw']:>6} "
+            f"{r['ours_seconds']:>7} {r['peak_rss_mb']:>11} "
+            f"{rss['start']:>6}/{rss['max']}/{rss['end']:<6}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="comma-separated event counts")
+    parser.add_argument("--baseline-max", type=int, default=30_000)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "projection.json")
+    parser.add_argument("--worker", choices=("raw", "ours", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--store-url", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--limit", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.store_url, args.prefix, args.limit)))
+        return 0
+    try:
+        sizes = [int(size) for size in args.sizes.split(",")]
+    except ValueError:
+        print("error: --sizes must be comma-separated integers", file=sys.stderr)
+        return 2
+    problems = unreachable_servers()
+    if problems:
+        print(f"error: {problems[0]}", file=sys.stderr)
+        return 2
+    rows = []
+    for size in sizes:
+        rows.append(measure(size, args.baseline_max))
+        print(f"measured {rows[-1]['events']:,} events", file=sys.stderr, flush=True)
+    print(table(rows))
+    write_json(
+        args.out,
+        {
+            "store": "PostgreSQL",
+            "page_size": PAGE,
+            "goals": GOALS,
+            "sizes": rows,
+            "method": (
+                "Same events, fresh database per size; each reader in its own process on "
+                "its own key prefix. baseline = eventsourcing ProjectionRunner + per-event "
+                "Projection (HGET the record, then MULTI/EXEC record + totals + tracking), "
+                f"stopped after {args.baseline_max:,} events; raw = select_notifications "
+                f"in pages of {PAGE:,}; ours = Projector.catch_up()."
+            ),
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
