@@ -40,6 +40,7 @@ UNAVAILABLE = "The read model is unavailable; retry shortly."
 NOT_CAUGHT_UP = "The read model has not reached X-Min-Position yet; retry shortly."
 BAD_MIN_POSITION = "X-Min-Position must be a non-negative integer."
 RETRY_AFTER_SECONDS = "1"
+MAX_CACHED_DECISIONS = 10_000
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -97,6 +98,9 @@ class CustomerReader:
         self._state = state
         self._keys = keys
         self._min_position_wait = min_position_wait
+        # Authorization header -> role, valid for one snapshot of the keys only.
+        self._granted: dict[str, str] = {}
+        self._granted_for: object = None
 
     async def reply(
         self,
@@ -109,8 +113,15 @@ class CustomerReader:
         if not state.is_fresh:
             # The cached keys may miss a revocation, so nobody is let in.
             return _error(503, UNAVAILABLE, _RETRY_AFTER)
+        grants = state.grants
+        if grants is not self._granted_for:
+            # New key data: forget every decision made on the old (revocation stays bounded).
+            self._granted, self._granted_for = {}, grants
         try:
-            authorize_reader(authorization, state.grants)
+            if authorization is None or authorization not in self._granted:
+                role = authorize_reader(authorization, grants)
+                if len(self._granted) < MAX_CACHED_DECISIONS:
+                    self._granted[authorization or ""] = role
         except AccessRefusedError as refusal:
             if refusal.status == 401:
                 return _error(401, refusal.detail, _WWW_AUTHENTICATE)

@@ -34,6 +34,7 @@ class _Protocol(asyncio.Protocol):
         self._reader = hiredis.Reader(replyError=RedisReplyError)
         self.transport: asyncio.Transport | None = None
         self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self.outbox: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
@@ -56,6 +57,12 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+    def flush(self) -> None:
+        """Write every command queued during this loop iteration in one system call."""
+        if self.outbox and self.transport is not None:
+            self.transport.write(b"".join(self.outbox))
+        self.outbox.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._link._forget(self)
@@ -110,10 +117,12 @@ class RedisLink:
             self._protocol.fail(StoreUnavailableError("closed"))
 
     def _send(self, protocol: _Protocol, packed: bytes) -> asyncio.Future[Any]:
-        assert protocol.transport is not None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         protocol.pending.append((future, time.monotonic() + self._reply_timeout))
-        protocol.transport.write(packed)
+        if not protocol.outbox:
+            loop.call_soon(protocol.flush)
+        protocol.outbox.append(packed)
         return future
 
     async def _connect(self) -> _Protocol:

@@ -90,6 +90,7 @@ def _uvicorn(app: Any, container: Container) -> None:
         http="httptools",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # nothing here uses client addresses
         log_config=None,
         timeout_graceful_shutdown=20,
     )

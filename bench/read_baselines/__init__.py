@@ -1,0 +1,1 @@
+"""Baseline apps the read endpoint is measured against (bench/read_path.py starts them)."""

@@ -1,0 +1,292 @@
+"""Read path benchmark: our endpoint beside three baselines, with wrk, one uvicorn worker each.
+
+    python -m bench.read_path --customers 100000 --duration 10 --connections 32
+
+Data: N sample customers (registration, a login, an order: the events the HTTP commands
+produce) are saved to a fresh SQLite event store and projected into a fresh Redis prefix
+by the real projector; a fresh PostgreSQL database holds an orders table with 1-4 orders
+per customer for baseline (c). Endpoints, each in its own process, one uvicorn worker with
+uvloop and httptools:
+
+    ours      `customers read-api` (the production command), staff key
+    bare      (a) FastAPI returning a constant dict
+    hgetall   (b) FastAPI + redis.asyncio HGETALL returning the hash
+    postgres  (c) FastAPI + PostgreSQL COUNT/SUM over the orders table
+
+wrk requests random ids over all N customers. Every endpoint gets a warm-up run first;
+our endpoint is also swept over the connection counts given. Servers: BENCH_REDIS_URL and
+BENCH_POSTGRES_URL (else the local defaults); everything created is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+
+from bench.common import (
+    RESULTS_DIR,
+    fresh_postgres_database,
+    fresh_redis_prefix,
+    redis_url,
+    write_json,
+)
+from bench.common_data import sample_customers, save_customers
+from projections.projector import Projector
+from projections.read_model import Keys
+from runtime.settings import event_store_env
+from write_side.application import CustomerService
+
+ROOT = Path(__file__).resolve().parent.parent
+UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--workers", "1"]
+WARM_UP_SECONDS = 2
+BASELINES = {
+    "bare": "bench.read_baselines.bare:app",
+    "hgetall": "bench.read_baselines.redis_hgetall:app",
+    "postgres": "bench.read_baselines.postgres_sum:app",
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# Data
+
+
+def project_customers(count: int, directory: Path, prefix: str) -> tuple[str, str]:
+    """Save and project `count` customers; returns (event store URL, a staff key)."""
+    url = f"sqlite:///{directory / 'events.sqlite'}"
+    service = CustomerService(event_store_env(url))
+    client = redis.Redis.from_url(redis_url())
+    try:
+        started = time.perf_counter()
+        events = save_customers(service, sample_customers(count))
+        key = service.issue_api_key("bench-staff", "staff").key
+        saved = time.perf_counter()
+        Projector(service.recorder, client, Keys(prefix)).catch_up()
+        projected = time.perf_counter()
+        print(
+            f"saved {events} events in {saved - started:.1f} s, "
+            f"projected in {projected - saved:.1f} s",
+            file=sys.stderr,
+        )
+    finally:
+        client.close()
+        service.close()
+    return url, key
+
+
+def fill_orders_table(database_url: str, count: int) -> None:
+    rng = random.Random(11)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE orders (order_id bigserial PRIMARY KEY, customer_id bigint NOT NULL, "
+            "amount numeric(15,2) NOT NULL, refunded numeric(15,2) NOT NULL DEFAULT 0, "
+            "cancelled boolean NOT NULL DEFAULT false)"
+        )
+        with (
+            conn.cursor() as cursor,
+            cursor.copy("COPY orders (customer_id, amount, cancelled) FROM STDIN") as copy,
+        ):
+            for customer_id in range(1, count + 1):
+                for _ in range(rng.randint(1, 4)):
+                    amount = f"{rng.randrange(100, 5_000_000) / 100:.2f}"
+                    copy.write_row((customer_id, amount, rng.random() < 0.1))
+        conn.execute("CREATE INDEX orders_by_customer ON orders (customer_id)")
+        conn.execute("ANALYZE orders")
+
+
+# Servers and load
+
+
+@contextmanager
+def running(command: list[str], env: dict[str, str], port: int, probe: str) -> Iterator[None]:
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command} exited: {process.stderr.read().decode()[-500:]}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}{probe[0]}", headers=probe[1]).is_success:  # type: ignore[index]
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not answer in time")
+            time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wrk_script(directory: Path, customers: int, key: str) -> Path:
+    script = directory / "random_ids.lua"
+    script.write_text(
+        f"""
+math.randomseed(os.time())
+local headers = {{ ["Authorization"] = "Token {key}" }}
+request = function()
+  return wrk.format("GET", "/api/customers/" .. math.random(1, {customers}), headers)
+end
+"""
+    )
+    return script
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(port: int, script: Path, connections: int, seconds: int) -> dict[str, Any]:
+    command = [
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+        f"http://127.0.0.1:{port}",
+    ]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    percentiles = {
+        int(match[1]): _ms(match[2])
+        for match in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)$", output, re.MULTILINE)
+    }
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "connections": connections,
+        "rps": round(rps, 1),
+        "p50_ms": percentiles.get(50),
+        "p90_ms": percentiles.get(90),
+        "p99_ms": percentiles.get(99),
+        "non_2xx": int(errors[1]) if errors else 0,
+        "socket_errors": socket_errors[1] if socket_errors else None,
+    }
+
+
+def measure(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    script: Path,
+    connections: Sequence[int],
+    seconds: int,
+    key: str,
+) -> list[dict[str, Any]]:
+    probe = ("/api/customers/1", {"Authorization": f"Token {key}"})
+    with running(command, env, port, probe):  # type: ignore[arg-type]
+        run_wrk(port, script, max(connections), WARM_UP_SECONDS)
+        results = []
+        for count in connections:
+            result = run_wrk(port, script, count, seconds)
+            print(f"{name:9} c={count:<4} {result}", file=sys.stderr)
+            results.append(result)
+        return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", default="32", help="comma list; 32 is the headline")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "read.json")
+    args = parser.parse_args(argv)
+    sweep = sorted({int(part) for part in args.connections.split(",")})
+    headline = 32 if 32 in sweep else sweep[-1]
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-read-") as temp,
+        fresh_redis_prefix("read") as prefix,
+        fresh_postgres_database("read") as database_url,
+    ):
+        directory = Path(temp)
+        store_url, key = project_customers(args.customers, directory, prefix)
+        fill_orders_table(database_url, args.customers)
+        script = wrk_script(directory, args.customers, key)
+        base_env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "BENCH_REDIS_URL": redis_url(),
+            "BENCH_PREFIX": prefix,
+            "BENCH_PG_URL": database_url,
+        }
+        endpoints: dict[str, dict[str, Any]] = {}
+        port = free_port()
+        ours_env = {
+            **base_env,
+            "EVENT_STORE_URL": store_url,
+            "REDIS_URL": redis_url(),
+            "REDIS_PREFIX": prefix,
+            "PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+        }
+        customers_cli = str(Path(sys.executable).with_name("customers"))
+        ours = measure(
+            "ours", [customers_cli, "read-api"], ours_env, port, script, sweep, args.duration, key
+        )
+        endpoints["ours"] = next(row for row in ours if row["connections"] == headline)
+        for name, target in BASELINES.items():
+            port = free_port()
+            command = [sys.executable, "-m", "uvicorn", target, "--port", str(port)]
+            rows = measure(
+                name, command + UVICORN_FLAGS, base_env, port, script, [headline],
+                args.duration, key,
+            )  # fmt: skip
+            endpoints[name] = rows[0]
+
+    bare_rps = endpoints["bare"]["rps"]
+    result = {
+        "customers": args.customers,
+        "duration_s": args.duration,
+        "connections": headline,
+        "wrk_threads": 1,
+        "endpoints": endpoints,
+        "sweep": ours,
+        "ratios": {
+            name: round(values["rps"] / bare_rps, 2) if bare_rps else None
+            for name, values in endpoints.items()
+        },
+        "ours_vs_postgres": round(endpoints["ours"]["rps"] / endpoints["postgres"]["rps"], 2),
+    }
+    path = write_json(args.out, result)
+    print(f"wrote {path}", file=sys.stderr)
+    for name, values in endpoints.items():
+        print(
+            f"{name:9} {values['rps']:>9,.0f} req/s  p50 {values['p50_ms']} ms  "
+            f"p99 {values['p99_ms']} ms  non-2xx {values['non_2xx']}  "
+            f"({result['ratios'][name]}x bare)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
