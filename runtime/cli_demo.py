@@ -127,7 +127,7 @@ def save_batch(
         counts = Tally()
         events = list(history_events(plans, counts))
         try:
-            recordings = service.save(*events)
+            recordings = service.events.put(events)
         except IntegrityError:
             start = first_free_customer_id(service, plans[0].customer_id)
             plans = [renumbered(plan, start + n) for n, plan in enumerate(plans)]
