@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from runtime.container import Container
-from runtime.http import create_app
+from runtime.http import ServiceApp, create_app
 from runtime.settings import Settings
 from tests.support.live_app import serving
 
@@ -18,6 +18,7 @@ class Running:
     base_url: str
     admin_key: str
     container: Container
+    app: ServiceApp
 
 
 @contextmanager
@@ -32,8 +33,9 @@ def all_in_one(event_store_url: str, redis_url: str, redis_prefix: str) -> Itera
     try:
         admin_key = container.write_service.issue_api_key("e2e-admin", "admin").key
         projector.start()
-        with serving(create_app(container)) as base_url:
-            yield Running(base_url, admin_key, container)
+        app = create_app(container)
+        with serving(app) as base_url:
+            yield Running(base_url, admin_key, container, app)
     finally:
         stop.set()
         if projector.is_alive():
