@@ -26,6 +26,7 @@ from write_side.domain.ids import (
     order_stream_id,
 )
 from write_side.domain.order import Order
+from write_side.group_commit import GroupCommit
 from write_side.store_queries import position_of
 
 A = TypeVar("A", bound=Aggregate)
@@ -93,6 +94,7 @@ class CustomerService(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self._ids = _CustomerIdAllocator(self._customer_exists)
+        self._group_commit = GroupCommit(lambda events: self.save(*events))
         self._in_flight: set[tuple[str, str]] = set()
         self._in_flight_lock = threading.Lock()
 
@@ -270,8 +272,9 @@ class CustomerService(Application[UUID]):
     ) -> Written:
         """Decide on current state and save; a lost race is decided again on fresh state.
 
-        With an Idempotency-Key, its record is saved in the same save() as the events it
-        guards, so either both are stored or neither; a retry then replays the record.
+        With an Idempotency-Key, its record is saved in the same save() (one transaction)
+        as the events it guards, so either both are stored or neither; a retry then
+        replays the record. Concurrent commands share transactions (group commit).
         """
         with self._claimed(claim):
             for attempt in range(MAX_ATTEMPTS):
@@ -294,8 +297,9 @@ class CustomerService(Application[UUID]):
                         },
                     )
                     to_save.append(record)
+                events = [event for aggregate in to_save for event in aggregate.collect_events()]
                 try:
-                    recordings = self.save(*to_save)
+                    recordings = self._group_commit.save(events) if events else []
                 except IntegrityError:
                     if on_conflict is not None:
                         on_conflict(decision.result)

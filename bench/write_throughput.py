@@ -1,0 +1,273 @@
+"""Write throughput: orders/s over HTTP (one uvicorn worker, PostgreSQL) beside Application.save.
+
+Run: python -m bench.write_throughput [--duration 10] [--connections 64] [--out PATH]
+
+1. A fresh PostgreSQL database gets a producer key and a set of customers.
+2. `customers write-api` (one uvicorn worker) serves it on a free loopback port; a raw
+   asyncio HTTP/1.1 client with keep-alive connections POSTs /api/orders for a fixed time.
+   Only 201 responses count; any other status is reported.
+3. In the same run and database, the library's own in-process Application.save rate is
+   measured for the same events (one Order.Placed per save), from one thread and from as
+   many threads as the server's pool, so the HTTP number has its ceiling beside it.
+Results go to bench/results/write.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import orjson
+from eventsourcing.application import Application
+
+from bench.common import RESULTS_DIR, fresh_postgres_database, write_json
+from bench.common_machine import describe_machine
+from runtime.settings import event_store_env
+from write_side.application import CustomerService
+from write_side.domain.order import Order
+
+ROOT = Path(__file__).resolve().parents[1]
+CUSTOMERS = 1000
+WARM_UP_SECONDS = 1.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def prepare(store_url: str) -> str:
+    """Create the schema, a producer key and CUSTOMERS customers; return the key."""
+    service = CustomerService(event_store_env(store_url))
+    try:
+        key = service.issue_api_key("bench-producer", "producer").key
+        for customer_id in range(1, CUSTOMERS + 1):
+            service.register_customer(customer_id, {"first_name": f"Customer {customer_id}"})
+        return key
+    finally:
+        service.close()
+
+
+def start_server(store_url: str, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "EVENT_STORE_URL": store_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from runtime.cli import main; main()", "write-api"],
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"write-api exited with code {server.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            time.sleep(0.05)
+    server.terminate()
+    raise SystemExit("write-api did not start listening within 30 s")
+
+
+class Load:
+    """Counts of one HTTP load run."""
+
+    def __init__(self) -> None:
+        self.created = 0
+        self.other_statuses: dict[int, int] = {}
+        self.latencies_ms: list[float] = []
+        self.measuring = False
+
+
+async def one_connection(
+    port: int, key: str, first_customer: int, stop_at: float, load: Load
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    customer_id = first_customer
+    try:
+        while time.monotonic() < stop_at:
+            body = b'{"customer_id":%d,"amount":"12.34"}' % customer_id
+            customer_id = customer_id % CUSTOMERS + 1
+            request = (
+                b"POST /api/orders HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                b"Authorization: Token " + key.encode() + b"\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)
+            ) + body
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            if not load.measuring:
+                continue
+            if status == 201:
+                load.created += 1
+                load.latencies_ms.append((time.perf_counter() - started) * 1000)
+            else:
+                load.other_statuses[status] = load.other_statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def http_load(port: int, key: str, connections: int, duration: float) -> dict[str, Any]:
+    load = Load()
+    stop_at = time.monotonic() + WARM_UP_SECONDS + duration
+
+    async def measure() -> float:
+        await asyncio.sleep(WARM_UP_SECONDS)
+        load.measuring = True
+        started = time.monotonic()
+        await asyncio.sleep(duration)
+        load.measuring = False
+        return time.monotonic() - started
+
+    clock = asyncio.create_task(measure())
+    await asyncio.gather(
+        *(
+            one_connection(port, key, 1 + i * CUSTOMERS // connections, stop_at, load)
+            for i in range(connections)
+        )
+    )
+    elapsed = await clock
+    latencies = sorted(load.latencies_ms)
+
+    def quantile(q: float) -> float | None:
+        return round(latencies[int(q * (len(latencies) - 1))], 2) if latencies else None
+
+    return {
+        "orders": load.created,
+        "seconds": round(elapsed, 3),
+        "orders_per_s": round(load.created / elapsed, 1),
+        "other_statuses": load.other_statuses,
+        "p50_ms": quantile(0.5),
+        "p99_ms": quantile(0.99),
+        "connections": connections,
+    }
+
+
+class Baseline(Application[UUID]):
+    """The library's Application, nothing of ours but the event class."""
+
+    name = "baseline"
+
+
+def save_rate(store_url: str, threads: int, duration: float) -> dict[str, Any]:
+    """Application.save of one Order.Placed per call, from `threads` threads, for `duration`."""
+    app = Baseline(event_store_env(store_url))
+    saved = [0] * threads
+    when = datetime.now(UTC)
+    stop = threading.Event()
+
+    def run(index: int) -> None:
+        customer_id = 1 + index
+        while not stop.is_set():
+            order = Order.place(uuid.uuid4().hex, customer_id, Decimal("12.34"), when)
+            app.save(order)
+            saved[index] += 1
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    time.sleep(duration)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    elapsed = time.monotonic() - started
+    app.close()
+    total = sum(saved)
+    return {"saves": total, "seconds": round(elapsed, 3), "saves_per_s": round(total / elapsed, 1)}
+
+
+def stored_orders(store_url: str) -> int:
+    service = CustomerService(event_store_env(store_url))
+    try:
+        return sum(len(page) for page in iter_pages(service, Order.Placed.TOPIC))
+    finally:
+        service.close()
+
+
+def iter_pages(service: CustomerService, topic: str) -> Any:
+    start = 1
+    while True:
+        page = service.recorder.select_notifications(start, 10_000, topics=[topic])
+        if not page:
+            return
+        yield page
+        start = page[-1].id + 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent HTTP clients")
+    parser.add_argument("--pool-size", type=int, default=10, help="server's PostgreSQL pool")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "write.json")
+    args = parser.parse_args(argv)
+
+    with fresh_postgres_database("write") as database_url:
+        store_url = f"{database_url}?pool_size={args.pool_size}"
+        key = prepare(store_url)
+        port = free_port()
+        server = start_server(store_url, port)
+        try:
+            http = asyncio.run(http_load(port, key, args.connections, args.duration))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        recorded = stored_orders(store_url)
+        single = save_rate(store_url, 1, args.duration / 2)
+        pooled = save_rate(store_url, args.pool_size, args.duration / 2)
+
+    best_save = max(single["saves_per_s"], pooled["saves_per_s"])
+    results = {
+        "http_orders_per_s": http["orders_per_s"],
+        "in_process_saves_per_s": best_save,
+        "http_vs_save_ratio": round(http["orders_per_s"] / best_save, 3),
+        "store": f"PostgreSQL (fresh database, one uvicorn worker, pool_size {args.pool_size})",
+        "http": http,
+        "orders_in_store_after_http": recorded,
+        "save_single_thread": single,
+        f"save_{args.pool_size}_threads": pooled,
+        "machine": describe_machine(),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        "command": "python -m bench.write_throughput " + " ".join(argv or sys.argv[1:]),
+    }
+    write_json(args.out, results)
+    print(orjson.dumps({k: results[k] for k in list(results)[:4]}).decode())
+    print(
+        f"HTTP: {http['orders_per_s']:,.0f} orders/s ({args.connections} connections, "
+        f"p50 {http['p50_ms']} ms, p99 {http['p99_ms']} ms, other statuses "
+        f"{http['other_statuses'] or 'none'}); Application.save: {single['saves_per_s']:,.0f}/s "
+        f"on 1 thread, {pooled['saves_per_s']:,.0f}/s on {args.pool_size}; "
+        f"ratio HTTP/save {results['http_vs_save_ratio']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
