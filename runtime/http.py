@@ -14,6 +14,7 @@ from read_side.api import CustomerFastPath, CustomerReader
 from read_side.api import router as read_router
 from read_side.metrics import RequestTimer
 from read_side.read_side import ReadSide
+from read_side.service import Health, healthz
 from read_side.service import router as service_router
 from runtime.container import Container
 from write_side.api import router as write_router
@@ -31,6 +32,9 @@ def create_write_app(container: Container) -> FastAPI:
     app.state.write_keys = container.write_keys
     install_error_handlers(app)
     app.include_router(write_router)
+    app.add_api_route(
+        "/healthz", healthz, response_model=Health, tags=["operations"], summary="Alive"
+    )
     _document_validation_errors(app)
     return app
 
