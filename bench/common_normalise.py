@@ -39,6 +39,22 @@ def read(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def write(raw: dict[str, Any]) -> dict[str, Any]:
+    """bench/write_throughput.py: orders/s over HTTP beside the library's save rate."""
+    http = raw.get("http") or {}
+    return {
+        "write": {
+            "http_orders_per_s": float(raw["http_orders_per_s"]),
+            "in_process_saves_per_s": float(raw["in_process_saves_per_s"]),
+            "store": raw.get("store"),
+            "connections": http.get("connections"),
+            "p50_ms": http.get("p50_ms"),
+            "p99_ms": http.get("p99_ms"),
+            "other_statuses": http.get("other_statuses") or {},
+        }
+    }
+
+
 def freshness(raw: dict[str, Any]) -> dict[str, Any]:
     stores = {
         store: {key: value for key, value in raw[store].items()}
@@ -81,6 +97,7 @@ def rebuild(raw: dict[str, Any]) -> dict[str, Any]:
 
 NORMALISERS: dict[str, Normaliser] = {
     "read": read,
+    "write": write,
     "freshness": freshness,
     "memory": memory,
     "rebuild": rebuild,

@@ -7,11 +7,13 @@ each frame "function (path:line)"; with --subprocesses the first frame names the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -22,6 +24,11 @@ from typing import Any
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<path>[^()]*?)(?::(?P<line>\d+))?\)$")
 SITE_PACKAGES = re.compile(r".*/site-packages/")
 STDLIB = re.compile(r".*/lib/python3\.\d+/")
+IMPORTING = "<frozen importlib._bootstrap>"
+INFORMATIVE_PACKAGES = frozenset(
+    ("write_side", "read_side", "projections", "runtime", "edge", "bench", "eventsourcing",
+     "redis", "psycopg", "uvicorn", "fastapi", "starlette", "pydantic")
+)  # fmt: skip
 PROFILE_ENV = "BENCH_PROFILE_OUT"
 RATE = 97  # samples per second, off the beat of periodic work
 
@@ -73,6 +80,14 @@ def short_path(path: str) -> str:
     return path
 
 
+def is_informative(name: str) -> bool:
+    """A caller worth naming: in our code or a store/HTTP library, not an entry point."""
+    function, _, where = name.partition(" (")
+    if function in ("<module>", "main", "_main") or function.startswith("_run"):
+        return False
+    return where.split("/", 1)[0].removesuffix(".py)") in INFORMATIVE_PACKAGES
+
+
 def package_of(frame: str) -> str:
     """The top-level package a frame runs in: 'eventsourcing', 'redis', 'projections', ..."""
     match = FRAME.match(frame)
@@ -85,7 +100,12 @@ def package_of(frame: str) -> str:
 
 def summarise(text: str, top: int = 10, process: str | None = None) -> dict[str, Any]:
     """Top functions by self and total share of samples, and self share by package."""
-    stacks = parse_collapsed(text, process)
+    # Start-up imports are not what a loaded process spends its time on.
+    stacks = [
+        (frames, count)
+        for frames, count in parse_collapsed(text, process)
+        if not any(IMPORTING in frame for frame in frames)
+    ]
     samples = sum(count for _, count in stacks)
     if samples == 0:
         return {"samples": 0, "top": [], "top_total": [], "packages": []}
@@ -107,8 +127,9 @@ def summarise(text: str, top: int = 10, process: str | None = None) -> dict[str,
     ]
     callers = [
         {"function": name, "total_pct": round(100 * count / samples, 1)}
-        for name, count in total_counts.most_common(top)
-    ]
+        for name, count in total_counts.most_common()
+        if is_informative(name)
+    ][:top]
     packages = [
         {"package": name, "self_pct": round(100 * count / samples, 1)}
         for name, count in package_counts.most_common(6)
@@ -149,11 +170,12 @@ def profile_command(
     phase_only: bool = False,
     rate: int = RATE,
 ) -> dict[str, Any]:
-    """Run a command under py-spy (following subprocesses) and summarise its samples.
+    """Run a command with py-spy sampling it, and summarise the samples.
 
-    phase_only: the command profiles its own measured phase (see profiled_phase) instead
-    of being sampled from start to end, so setup such as filling a store stays out.
-    process: summarise only the processes whose command line contains this text.
+    Three scopes: the whole command and its subprocesses (default); only its measured
+    phase, which the command samples itself (phase_only, see profiled_phase), so setup
+    such as filling a store stays out; or only the first subprocess whose command line
+    contains `process` (a server under load), attached to as soon as it starts.
     """
     executable = py_spy()
     if executable is None:
@@ -162,30 +184,105 @@ def profile_command(
     out.unlink(missing_ok=True)
     env = dict(os.environ)
     if phase_only:
-        wrapped = list(command)
         env[PROFILE_ENV] = str(out)
+        scope = "the measured phase only"
+    elif process:
+        scope = f"the process running `{process}`"
     else:
-        wrapped = [
-            executable, "record", "--format", "raw", "--rate", str(rate), "--subprocesses",
-            "--nonblocking", "-o", str(out), "--", *command,
-        ]  # fmt: skip
-    try:
-        completed = subprocess.run(
-            wrapped, capture_output=True, text=True, timeout=timeout, check=False, env=env
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"profiling took longer than {timeout:.0f} s"}
-    if not out.exists():
-        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"py-spy wrote nothing: {last}"}
-    summary = summarise(out.read_text(errors="replace"), process=process)
-    summary["command"] = " ".join(command)
-    summary["subprocesses"] = True
-    summary["scope"] = "the measured phase only" if phase_only else "the whole run"
+        scope = "the whole run"
+    sampler: list[str] | None = None
+    if not phase_only and not process:
+        sampler = [executable, "record", "--format", "raw", "--rate", str(rate)]
+        sampler += ["--subprocesses", "--nonblocking", "-o", str(out), "--"]
+    started = time.monotonic()
+    child = subprocess.Popen(
+        [*(sampler or []), *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    attacher: threading.Thread | None = None
     if process:
-        summary["scope"] += f", processes running {process}"
-    summary["exit_code"] = completed.returncode
+        attacher = threading.Thread(
+            target=_attach_to_descendant,
+            args=(executable, child.pid, process, out, started + timeout, rate),
+            daemon=True,
+        )
+        attacher.start()
+    try:
+        output, _ = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        return {"error": f"profiling took longer than {timeout:.0f} s"}
+    if attacher is not None:
+        attacher.join(timeout=30)
+    if not out.exists():
+        last = (output.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"py-spy wrote nothing: {last}"}
+    summary = summarise(out.read_text(errors="replace"))
+    summary["command"] = " ".join(command)
+    summary["subprocesses"] = sampler is not None
+    summary["scope"] = scope
+    summary["exit_code"] = child.returncode
     return summary
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name in parentheses may hold spaces: the fields after it are fixed.
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _is_descendant(pid: int, ancestor: int) -> bool:
+    seen = 0
+    while pid > 1 and seen < 64:
+        if pid == ancestor:
+            return True
+        parent = _parent_pid(pid)
+        if parent is None:
+            return False
+        pid, seen = parent, seen + 1
+    return False
+
+
+def _find_descendant(root: int, needle: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == root:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in cmdline and _is_descendant(int(entry.name), root):
+            return int(entry.name)
+    return None
+
+
+def _attach_to_descendant(
+    executable: str, root: int, needle: str, out: Path, deadline: float, rate: int
+) -> None:
+    """Wait for root's descendant running `needle`, then sample it until it exits."""
+    while time.monotonic() < deadline:
+        pid = _find_descendant(root, needle)
+        if pid is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run(
+                    [executable, "record", "--pid", str(pid), "--format", "raw", "--rate",
+                     str(rate), "--nonblocking", "-o", str(out)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=max(1.0, deadline - time.monotonic()),
+                    check=False,
+                )  # fmt: skip
+            return
+        if _parent_pid(root) is None:  # the command has ended
+            return
+        time.sleep(0.05)
 
 
 @contextmanager

@@ -134,6 +134,7 @@ PARTS: tuple[Part, ...] = (
         quick=Plan(["--duration", "4"], timeout=45, profile_args=["--duration", "4"]),
         full=Plan(["--duration", "15"], timeout=150, profile_args=["--duration", "8"]),
         smoke=Plan(["--duration", "1"], 40),
+        profile_process="write-api",
     ),
     Part(
         "memory",

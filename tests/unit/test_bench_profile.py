@@ -56,3 +56,23 @@ def test_summary_ranks_self_time_and_counts_callers_in_total_time() -> None:
 
 def test_summary_of_an_empty_profile_has_no_rows() -> None:
     assert summarise("") == {"samples": 0, "top": [], "top_total": [], "packages": []}
+
+
+def test_start_up_imports_are_left_out_of_the_shares() -> None:
+    collapsed = (
+        "<module> (app.py:1);_find_and_load (<frozen importlib._bootstrap>:1176) 50\n"
+        f"serve (/srv/app/read_side/api.py:10);send ({SITE}/uvicorn/impl.py:5) 50\n"
+    )
+    summary = summarise(collapsed)
+    assert summary["samples"] == 50
+    assert summary["top"][0]["self_pct"] == 100.0
+
+
+def test_only_the_named_process_is_kept_when_asked() -> None:
+    collapsed = (
+        'process 1:"python -m bench.read_path";wait (/srv/app/bench/read_path.py:3) 70\n'
+        'process 2:"python customers read-api";reply (/srv/app/read_side/api.py:9) 30\n'
+    )
+    assert summarise(collapsed, process="read-api")["top"] == [
+        {"function": "reply (read_side/api.py)", "self_pct": 100.0, "total_pct": 100.0}
+    ]
