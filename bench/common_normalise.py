@@ -39,6 +39,23 @@ def read(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def projection(raw: dict[str, Any]) -> dict[str, Any]:
+    """bench/projection.py: ours, the library baseline and raw reads per store size."""
+    keys = ("events", "ours_eps", "baseline_eps", "baseline_events", "raw_eps", "peak_rss_mb")
+    sizes = [{key: row.get(key) for key in keys} for row in raw["sizes"]]
+    for row in sizes:
+        if row["events"] is None or row["ours_eps"] is None:
+            raise KeyError("events / ours_eps")
+    return {
+        "projection": {
+            "store": raw.get("store", "PostgreSQL"),
+            "page_size": raw.get("page_size"),
+            "method": raw.get("method"),
+            "sizes": sizes,
+        }
+    }
+
+
 def write(raw: dict[str, Any]) -> dict[str, Any]:
     """bench/write_throughput.py: orders/s over HTTP beside the library's save rate."""
     http = raw.get("http") or {}
@@ -97,6 +114,7 @@ def rebuild(raw: dict[str, Any]) -> dict[str, Any]:
 
 NORMALISERS: dict[str, Normaliser] = {
     "read": read,
+    "projection": projection,
     "write": write,
     "freshness": freshness,
     "memory": memory,

@@ -76,7 +76,7 @@ PARTS: tuple[Part, ...] = (
         "read",
         "bench.read_path",
         quick=Plan(
-            ["--customers", "20000", "--duration", "3", "--connections", "1,8,32,128"],
+            ["--customers", "20000", "--duration", "2", "--connections", "1,8,32,128"],
             timeout=75,
             profile_args=["--customers", "5000", "--duration", "3", "--connections", "32"],
         ),
@@ -93,16 +93,17 @@ PARTS: tuple[Part, ...] = (
         "projection",
         "bench.projection",
         quick=Plan(
-            ["--sizes", "10000,50000"],
+            ["--sizes", "10000,30000", "--baseline-max", "4000"],
             timeout=60,
-            profile_args=["--sizes", "20000"],
+            profile_args=["--sizes", "30000", "--baseline-max", "500"],
         ),
         full=Plan(
-            ["--sizes", "10000,100000,1000000"],
+            ["--sizes", "10000,100000,1000000", "--baseline-max", "20000"],
             timeout=540,
-            profile_args=["--sizes", "100000"],
+            profile_args=["--sizes", "300000", "--baseline-max", "1000"],
         ),
-        smoke=Plan(["--sizes", "2000"], 60),
+        smoke=Plan(["--sizes", "2000", "--baseline-max", "500"], 60),
+        profile_process="--worker ours",
     ),
     Part(
         "rebuild",
