@@ -29,6 +29,7 @@ DEACTIVATED, REACTIVATED = "D", "A"
 PLACED, CANCELLED, REFUNDED = "O", "C", "F"
 
 PROFILE_INDEX = {name: index for index, name in enumerate(PROFILE_FIELDS)}
+_PROFILE_NAMES = frozenset(PROFILE_FIELDS)
 MAX_CUSTOMER_ID = 2**63 - 1
 
 
@@ -76,23 +77,26 @@ IGNORED_TOPICS = frozenset({IdempotencyRecord.Recorded.TOPIC})
 
 def decode(notification: Notification) -> Change | None:
     """The change a stored event makes to the read model; None for events it ignores."""
-    topic = notification.topic
+    return decode_row(notification.id, notification.topic, notification.state)
+
+
+def decode_row(position: int, topic: str, stored_state: bytes) -> Change | None:
+    """decode() for a bare (position, topic, state) row."""
     decoder = _DECODERS.get(topic)
     if decoder is None:
         if topic in IGNORED_TOPICS:
             return None
-        raise UnprojectableEventError(notification.id, topic, "unknown topic")
+        raise UnprojectableEventError(position, topic, "unknown topic")
     try:
-        state = orjson.loads(notification.state)
-        if not isinstance(state, dict):
+        state = orjson.loads(stored_state)
+        if type(state) is not dict:
             raise _BadPayloadError("the stored state is not a JSON object")
-        _upcast(topic, state)
-        return decoder(notification.id, state)
-    except UnprojectableEventError:
-        raise
+        stored_version = state.pop("class_version", 1)
+        if stored_version != _VERSIONS[topic]:
+            _upcast(topic, stored_version, state)
+        return decoder(position, state)
     except (orjson.JSONDecodeError, _BadPayloadError, KeyError, TypeError, ValueError) as error:
-        reason = _describe(error)
-        raise UnprojectableEventError(notification.id, topic, reason) from None
+        raise UnprojectableEventError(position, topic, _describe(error)) from None
 
 
 def _describe(error: Exception) -> str:
@@ -103,12 +107,11 @@ def _describe(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
-def _upcast(topic: str, state: dict[str, Any]) -> None:
+def _upcast(topic: str, stored: Any, state: dict[str, Any]) -> None:
     """Bring an older stored version up to the class's current version, as the library does."""
     event_class = _CLASSES[topic]
-    current = getattr(event_class, "class_version", 1)
-    stored = state.pop("class_version", 1)
-    if not isinstance(stored, int) or stored > current or stored < 1:
+    current = _VERSIONS[topic]
+    if type(stored) is not int or stored > current or stored < 1:
         raise _BadPayloadError(f"unsupported class_version {stored!r}")
     while stored < current:
         getattr(event_class, f"upcast_v{stored}_v{stored + 1}")(state)
@@ -177,10 +180,10 @@ def _profile_value(name: str, value: Any) -> str | None:
 
 def _profile(state: dict[str, Any], name: str) -> dict[str, Any]:
     value = state[name]
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise _BadPayloadError(f"{name} is not an object")
-    unknown = set(value) - set(PROFILE_INDEX)
-    if unknown:
+    if not _PROFILE_NAMES.issuperset(value):
+        unknown = set(value) - _PROFILE_NAMES
         raise _BadPayloadError(f"{name} has unknown fields {', '.join(sorted(unknown))}")
     return value
 
@@ -197,7 +200,10 @@ def _key_hash(state: dict[str, Any]) -> str:
 
 def _registered(position: int, state: dict[str, Any]) -> CustomerChange:
     profile = _profile(state, "profile")
-    values = tuple(_profile_value(name, profile.get(name)) for name in PROFILE_FIELDS)
+    values = tuple(map(profile.get, PROFILE_FIELDS))
+    for name, value in zip(PROFILE_FIELDS, values, strict=True):
+        if value is not None and type(value) is not str:
+            _profile_value(name, value)  # raises, naming the field
     joined = _time(state, "timestamp")
     return CustomerChange(position, _customer_id(state), REGISTERED, value=(joined, values))
 
@@ -262,6 +268,9 @@ _DECODERS: dict[str, Callable[[int, dict[str, Any]], Change]] = {
 }
 # Resolved through the library's topic registry, so a renamed class keeps its stored topic.
 _CLASSES: dict[str, type[Any]] = {topic: resolve_topic(topic) for topic in _DECODERS}
+_VERSIONS: dict[str, int] = {
+    topic: getattr(cls, "class_version", 1) for topic, cls in _CLASSES.items()
+}
 
 
 def event_time(notification: Notification) -> str | None:

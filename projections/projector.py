@@ -20,15 +20,11 @@ from typing import Any
 
 import orjson
 import redis
-from eventsourcing.persistence import (
-    ApplicationRecorder,
-    IntegrityError,
-    Notification,
-    Tracking,
-)
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Tracking
 from redis.exceptions import NoScriptError
 
-from projections.events import CustomerChange, KeyChange, UnprojectableEventError, decode
+from projections.events import CustomerChange, KeyChange, UnprojectableEventError, decode_row
+from projections.notification_log import Prefetch, Row, page_reader
 from projections.read_model import Keys
 from projections.scripts import apply_customer, apply_keys
 from projections.tracking import RedisTrackingRecorder
@@ -81,6 +77,7 @@ class Projector:
     ) -> None:
         """generation=None follows the current generation (and rebuilds' switches)."""
         self.recorder = recorder
+        self._read = page_reader(recorder)
         self.client = client
         self.keys = keys
         self.application_name = application_name
@@ -114,12 +111,17 @@ class Projector:
         if self._follow:
             self._follow_generation()
         while True:
-            page = self.recorder.select_notifications(self.position + 1, self.page_size)
-            if not page:
-                return self.position
-            self._project_page(page)
-            if len(page) < self.page_size:
-                return self.position
+            generation = self.generation
+            pages = Prefetch(self._read, self.position, self.page_size)
+            try:
+                for page in pages:
+                    self._project_page(page)
+                    if self.generation != generation:
+                        break  # a rebuild switched generations: read on from its position
+                else:
+                    return self.position
+            finally:
+                pages.close()
 
     def run(self, stop: threading.Event) -> None:
         """Catch up, then follow new events until stop is set."""
@@ -151,18 +153,18 @@ class Projector:
 
     # One page
 
-    def _project_page(self, page: Sequence[Notification]) -> None:
+    def _project_page(self, page: Sequence[Row]) -> None:
         by_customer: dict[int, list[CustomerChange]] = {}
         key_changes: list[KeyChange] = []
-        last = page[-1].id
+        last = page[-1][0]
         poison: UnprojectableEventError | None = None
-        for notification in page:
+        for position, topic, state in page:
             try:
-                change = decode(notification)
+                change = decode_row(position, topic, state)
             except UnprojectableEventError as error:
-                if self._is_skipped(notification.id):
+                if self._is_skipped(position):
                     continue
-                poison, last = error, notification.id - 1
+                poison, last = error, position - 1
                 break
             if change is None:
                 continue
