@@ -2,15 +2,17 @@
 
     python -m bench.freshness [--stores postgres,sqlite] [--rate 1000] [--seconds 20]
 
-Producers place orders through the write service (CustomerService, the code behind
-POST /api/orders) at a steady rate. The commit time of each order is taken when its
-command returns its position. A subscriber to the projector's positions channel notes
-when each position is announced as applied; the projector publishes only after the page's
-changes are in Redis, so that is when a reader can see the order.
+Producer processes place orders through the write service (CustomerService, the code
+behind POST /api/orders) on a fixed schedule. The commit time of each order is taken when
+its command returns its position. A subscriber in this process, which does nothing else,
+notes when the projector announces each position as applied on its positions channel; it
+publishes only after the page's changes are in Redis, so that is when a reader can see
+the order. Times are CLOCK_MONOTONIC, which every process on the machine shares.
 
-Deployments as documented: on PostgreSQL the projector runs in its own process and wakes
-on the store's NOTIFY; on SQLite, which has no cross-process notifications, it runs in the
-writer's process and is woken by each append (as `customers serve` does).
+Deployments: on PostgreSQL the projector runs in its own process and wakes on the store's
+NOTIFY, and two producer processes share the load; on SQLite, which has no cross-process
+notifications, one producer process also runs the projector and wakes it after each
+append (Projector.notify). The first second of writes is a warm-up and not counted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import json
 import os
 import random
 import signal
@@ -26,8 +29,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,7 @@ from projections.read_model import Keys
 from write_side.application import CustomerService
 
 CUSTOMERS = 1000
+PRODUCER_PROCESSES = 2
 WARM_UP_SECONDS = 1.0
 # How long the subscriber keeps listening after the last write for its announcement.
 DRAIN_SECONDS = 5.0
@@ -117,28 +121,24 @@ class Subscriber:
 
 def paced_orders(
     service: CustomerService,
-    rate: float,
-    seconds: float,
-    threads: int,
+    schedule: Schedule,
     after_write: Callable[[], None] | None = None,
-) -> tuple[list[tuple[int, float]], float, int]:
-    """Place orders at `rate` per second for `seconds`, spread over `threads` producers.
+) -> tuple[list[tuple[int, float]], int]:
+    """Place this producer's share of the schedule's orders, each at its due time.
 
-    Returns (position, commit time) of each order, the wall time, and failed writes.
-    Producers that fall behind do not skip ahead: every scheduled order is placed.
+    Returns (position, monotonic commit time) of each order and the number of failed
+    writes. A producer that falls behind does not skip: every scheduled order is placed.
     """
     commits: list[tuple[int, float]] = []
     failures = [0]
     lock = threading.Lock()
-    start = time.monotonic() + 0.05
-    total = int(rate * seconds)
 
-    def produce(worker: int) -> None:
-        rng = random.Random(worker)
+    def produce(thread: int) -> None:
+        rng = random.Random(schedule.first + thread * 7919)
         mine: list[tuple[int, float]] = []
-        for index in range(worker, total, threads):
-            due = start + index / rate
-            delay = due - time.monotonic()
+        stride = schedule.stride * schedule.threads
+        for index in range(schedule.first + thread * schedule.stride, schedule.total, stride):
+            delay = schedule.start + index / schedule.rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             customer_id = rng.randrange(1, CUSTOMERS + 1)
@@ -155,12 +155,36 @@ def paced_orders(
         with lock:
             commits.extend(mine)
 
-    workers = [threading.Thread(target=produce, args=(w,)) for w in range(threads)]
+    workers = [threading.Thread(target=produce, args=(t,)) for t in range(schedule.threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    return sorted(commits), time.monotonic() - start, failures[0]
+    return sorted(commits), failures[0]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Order number i is due at start + i / rate, for i in range(total).
+
+    A producer process takes every stride-th order from `first`, over its threads.
+    """
+
+    start: float  # CLOCK_MONOTONIC, shared by every process on the machine
+    rate: float
+    total: int
+    first: int = 0
+    stride: int = 1
+    threads: int = 4
+
+    def as_args(self) -> list[str]:
+        return [str(self.start), str(self.rate), str(self.total), str(self.first),
+                str(self.stride), str(self.threads)]  # fmt: skip
+
+    @classmethod
+    def from_args(cls, args: Sequence[str]) -> Schedule:
+        start, rate, total, first, stride, threads = args
+        return cls(float(start), float(rate), int(total), int(first), int(stride), int(threads))
 
 
 def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
@@ -178,37 +202,53 @@ def measure_store(
 
     client = redis.Redis.from_url(redis_url())
     keys = Keys(prefix)
-    service = CustomerService(event_store_env(store_url))
     subscriber = Subscriber(client, keys.positions_channel)
     subscriber.start()
     try:
-        save_customers(service, sample_customers(CUSTOMERS))
-        registered = service.recorder.max_notification_id() or 0
-        with running_projector(store, store_url, prefix, service) as notify:
-            wait_until(lambda: subscriber.highest() >= registered, 60, "the initial catch-up")
-            if store == "sqlite":
-                assert notify is not None
+        service = CustomerService(event_store_env(store_url))
+        try:
+            save_customers(service, sample_customers(CUSTOMERS))
+        finally:
+            service.close()
+        # PostgreSQL: the projector in its own process, two producer processes (the GIL
+        # would cap one). SQLite: one producer process that also runs the projector.
+        projector = start_projector(store_url, prefix) if store == "postgres" else None
+        producers = PRODUCER_PROCESSES if store == "postgres" else 1
+        try:
+            start = time.monotonic() + 3.0  # every producer has imported and connected
+            schedule = Schedule(start, rate, int(rate * seconds), 0, producers, threads)
             with profiled_phase():
-                commits, wall, failures = paced_orders(service, rate, seconds, threads, notify)
+                children = [
+                    start_producer(store_url, prefix, replace(schedule, first=first),
+                                   with_projector=projector is None)
+                    for first in range(producers)
+                ]  # fmt: skip
+                outputs = [collect(child) for child in children]
+            commits = sorted(c for output in outputs for c in output["commits"])
+            failures = sum(output["failures"] for output in outputs)
             last = commits[-1][0] if commits else 0
             # A write still unseen after the drain is counted below as never visible.
             with contextlib.suppress(TimeoutError):
                 wait_until(lambda: subscriber.highest() >= last, DRAIN_SECONDS, "the last write")
-        counted_from = (commits[0][1] if commits else 0) + WARM_UP_SECONDS
+        finally:
+            if projector is not None:
+                stop_process(projector)
+        wall = (commits[-1][1] - start) if commits else 0.0
+        counted_from = start + WARM_UP_SECONDS
         measured = [(p, t) for p, t in commits if t >= counted_from]
         latencies, unseen = visible_latencies_ms(measured, subscriber.announcements)
         orders_in_redis = count_orders(client, keys)
     finally:
         subscriber.stop()
-        service.close()
         client.close()
     result = latency_summary(latencies)
     result.update(
         {
             "store": store,
             "rate_per_s": rate,
-            "achieved_per_s": round(len(commits) / wall, 1) if wall else 0,
+            "achieved_per_s": round(len(commits) / wall, 1) if wall > 0 else 0,
             "seconds": round(wall, 2),
+            "producer_processes": producers,
             "producer_threads": threads,
             "writes": len(commits),
             "failed_writes": failures,
@@ -218,7 +258,7 @@ def measure_store(
             "all_writes_in_read_model": orders_in_redis == CUSTOMERS + len(commits),
             "projector": "own process, woken by NOTIFY"
             if store == "postgres"
-            else "writer's process, woken by each append",
+            else "in the producer's process, woken by each append",
         }
     )
     return result
@@ -235,43 +275,45 @@ def count_orders(client: redis.Redis, keys: Keys) -> int:
     return sum(int(value or 0) for value in pipe.execute())
 
 
-@contextmanager
-def running_projector(
-    store: str, store_url: str, prefix: str, service: CustomerService
-) -> Iterator[Callable[[], None] | None]:
-    """The projector as deployed for this store; yields the in-process wake-up, if any."""
-    if store == "postgres":
-        child = subprocess.Popen(
-            [sys.executable, "-m", "bench.freshness", "--projector", store_url, prefix],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            yield None
-        finally:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        return
-    from projections.projector import Projector
+def start_projector(store_url: str, prefix: str) -> subprocess.Popen[bytes]:
+    """The projector alone in its own process (the PostgreSQL deployment's `project`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.freshness", "--projector", store_url, prefix],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
-    client = redis.Redis.from_url(redis_url())
-    projector = Projector(service.recorder, client, Keys(prefix))
-    stop = threading.Event()
-    thread = threading.Thread(target=projector.run, args=(stop,), name="projector")
-    thread.start()
+
+def start_producer(
+    store_url: str, prefix: str, schedule: Schedule, with_projector: bool
+) -> subprocess.Popen[str]:
+    role = "--producer-with-projector" if with_projector else "--producer"
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.freshness", role, store_url, prefix, *schedule.as_args()],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def collect(child: subprocess.Popen[str]) -> dict[str, Any]:
+    """A producer's JSON: its commits and failures."""
+    output, _ = child.communicate(timeout=600)
+    if child.returncode != 0:
+        raise RuntimeError(f"a producer exited with code {child.returncode}")
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def stop_process(child: subprocess.Popen[bytes]) -> None:
+    child.send_signal(signal.SIGTERM)
     try:
-        yield projector.notify
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        client.close()
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def run_projector_process(store_url: str, prefix: str) -> int:
-    """The projector alone, until SIGTERM (the PostgreSQL deployment's `project`)."""
+    """Project until SIGTERM."""
     from projections.projector import Projector
     from runtime.settings import event_store_env
 
@@ -284,6 +326,43 @@ def run_projector_process(store_url: str, prefix: str) -> int:
     finally:
         client.close()
         service.close()
+    return 0
+
+
+def run_producer_process(
+    store_url: str, prefix: str, schedule: Schedule, with_projector: bool
+) -> int:
+    """Place this producer's orders; print {"commits": [[position, time]...], "failures"}.
+
+    with_projector: also run the projector here, woken after each append (SQLite, which
+    has no cross-process notifications, as `customers serve` runs it).
+    """
+    from projections.projector import Projector
+    from runtime.settings import event_store_env
+
+    service = CustomerService(event_store_env(store_url))
+    client = redis.Redis.from_url(redis_url())
+    stop = threading.Event()
+    projector_thread: threading.Thread | None = None
+    notify: Callable[[], None] | None = None
+    if with_projector:
+        projector = Projector(service.recorder, client, Keys(prefix))
+        projector_thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
+        projector_thread.start()
+        notify = projector.notify
+    try:
+        commits, failures = paced_orders(service, schedule, notify)
+        if projector_thread is not None:
+            last = commits[-1][0] if commits else 0
+            with contextlib.suppress(TimeoutError):
+                wait_until(lambda: projector.position >= last, DRAIN_SECONDS, "the projector")
+    finally:
+        stop.set()
+        if projector_thread is not None:
+            projector_thread.join(timeout=10)
+        client.close()
+        service.close()
+    print(json.dumps({"commits": commits, "failures": failures}))
     return 0
 
 
@@ -309,13 +388,18 @@ def measure(stores: Sequence[str], rate: float, seconds: float, threads: int) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if argv is None and len(sys.argv) == 4 and sys.argv[1] == "--projector":
-        return run_projector_process(sys.argv[2], sys.argv[3])
+    args_given = list(sys.argv[1:] if argv is None else argv)
+    if len(args_given) == 3 and args_given[0] == "--projector":
+        return run_projector_process(args_given[1], args_given[2])
+    if args_given and args_given[0] in ("--producer", "--producer-with-projector"):
+        schedule = Schedule.from_args(args_given[3:])
+        with_projector = args_given[0] == "--producer-with-projector"
+        return run_producer_process(args_given[1], args_given[2], schedule, with_projector)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stores", default="postgres,sqlite")
     parser.add_argument("--rate", type=float, default=1000.0, help="orders per second")
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--threads", type=int, default=4, help="producer threads")
+    parser.add_argument("--threads", type=int, default=4, help="threads per producer process")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "freshness.json")
     args = parser.parse_args(argv)
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
