@@ -18,6 +18,7 @@ from read_side.service import Health, healthz
 from read_side.service import router as service_router
 from runtime.container import Container
 from write_side.api import router as write_router
+from write_side.fast_orders import FastOrderPlacement
 
 DESCRIPTION = (
     "Customers and orders, event-sourced, with an exact running-totals read model. "
@@ -32,6 +33,7 @@ def create_write_app(container: Container) -> FastAPI:
     app.state.write_keys = container.write_keys
     install_error_handlers(app)
     app.include_router(write_router)
+    app.add_middleware(FastOrderPlacement)
     app.add_api_route(
         "/healthz", healthz, response_model=Health, tags=["operations"], summary="Alive"
     )
@@ -168,6 +170,7 @@ def create_app(container: Container, redis_url: str | None = None) -> ServiceApp
     app.state.write_keys = container.write_keys
     install_error_handlers(app)
     app.include_router(write_router)
+    app.add_middleware(FastOrderPlacement)
     _mount_read_side(app, read_side, _store_head(container))
     _document_validation_errors(app)
     return app

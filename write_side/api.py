@@ -115,7 +115,8 @@ _REFUSALS: dict[type[Exception], tuple[int, Callable[[Exception], str]]] = {
 
 
 @contextmanager
-def _as_http(inactive_detail: str = "Customer is deactivated.") -> Iterator[None]:
+def refusals_as_http(inactive_detail: str = "Customer is deactivated.") -> Iterator[None]:
+    """Domain and application refusals, and store outages, as ApiError (404/409/422/503)."""
     try:
         yield
     except CustomerInactiveError:
@@ -146,7 +147,7 @@ router = APIRouter(prefix="/api", tags=["producers"], route_class=ExactJSONRoute
 def register_customer(body: RegisterCustomer, service: Service, claim: Claim) -> dict[str, Any]:
     """Register a customer; without `id` the next free id is allocated."""
     profile = body.profile(only_set=False)
-    with _as_http():
+    with refusals_as_http():
         return _positioned(service.register_customer(body.id, profile, claim))
 
 
@@ -159,7 +160,7 @@ def update_customer(
     customer_id: PathCustomerId, body: ProfileFields, service: Service, claim: Claim
 ) -> dict[str, Any]:
     """Change any subset of a customer's profile; `null` clears a field."""
-    with _as_http():
+    with refusals_as_http():
         return _positioned(service.update_profile(customer_id, body.profile(only_set=True), claim))
 
 
@@ -175,7 +176,7 @@ def record_login(
     body: RecordLogin | None = None,
 ) -> dict[str, Any]:
     """Record a login at `at` (default: now)."""
-    with _as_http():
+    with refusals_as_http():
         written = service.record_login(customer_id, body.at if body else None, claim)
         return {"position": written.position}
 
@@ -189,7 +190,7 @@ def deactivate_customer(
     customer_id: PathCustomerId, service: Service, claim: Claim
 ) -> dict[str, Any]:
     """Deactivate a customer; a deactivated customer cannot place orders."""
-    with _as_http(inactive_detail="Customer is already deactivated."):
+    with refusals_as_http(inactive_detail="Customer is already deactivated."):
         return {"position": service.deactivate_customer(customer_id, claim).position}
 
 
@@ -202,7 +203,7 @@ def reactivate_customer(
     customer_id: PathCustomerId, service: Service, claim: Claim
 ) -> dict[str, Any]:
     """Reactivate a deactivated customer."""
-    with _as_http():
+    with refusals_as_http():
         return {"position": service.reactivate_customer(customer_id, claim).position}
 
 
@@ -214,7 +215,7 @@ def reactivate_customer(
 )
 def place_order(body: PlaceOrder, service: Service, claim: Claim) -> dict[str, Any]:
     """Place an order for an active customer; `amount` is an exact decimal."""
-    with _as_http(inactive_detail="Customer is deactivated and cannot place orders."):
+    with refusals_as_http(inactive_detail="Customer is deactivated and cannot place orders."):
         written = service.place_order(
             body.customer_id, body.amount, body.order_id, body.placed_at, claim
         )
@@ -228,7 +229,7 @@ def place_order(body: PlaceOrder, service: Service, claim: Claim) -> dict[str, A
 )
 def cancel_order(order_id: PathOrderId, service: Service, claim: Claim) -> dict[str, Any]:
     """Cancel an order once; it then no longer counts in the customer's totals."""
-    with _as_http():
+    with refusals_as_http():
         return {"position": service.cancel_order(order_id, claim).position}
 
 
@@ -241,5 +242,5 @@ def refund_order(
     order_id: PathOrderId, body: RefundOrder, service: Service, claim: Claim
 ) -> dict[str, Any]:
     """Refund part of an order; refunds never exceed its amount."""
-    with _as_http():
+    with refusals_as_http():
         return {"position": service.refund_order(order_id, body.amount, claim).position}
