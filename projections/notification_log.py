@@ -13,12 +13,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from eventsourcing.persistence import ApplicationRecorder
 
 Row = tuple[int, str, bytes]  # (position, topic, state)
 ReadPage = Callable[[int, int], list[Row]]  # (after position, limit) -> rows
+T = TypeVar("T")
 
 
 def page_reader(recorder: ApplicationRecorder) -> ReadPage:
@@ -57,13 +58,21 @@ def _postgres_reader(recorder: ApplicationRecorder) -> ReadPage | None:
     return read
 
 
-class Prefetch:
-    """Pages after a position, read one page ahead by a thread; close() stops it."""
+class Prefetch(Generic[T]):
+    """Pages after a position, read (and prepared) ahead by a thread; close() stops it."""
 
     _DONE = object()
 
-    def __init__(self, read: ReadPage, after: int, page_size: int, ahead: int = 2) -> None:
+    def __init__(
+        self,
+        read: ReadPage,
+        after: int,
+        page_size: int,
+        prepare: Callable[[list[Row]], T],
+        ahead: int = 2,
+    ) -> None:
         self._read = read
+        self._prepare = prepare
         self._after = after
         self._page_size = page_size
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=ahead)
@@ -71,7 +80,7 @@ class Prefetch:
         self._thread = threading.Thread(target=self._fill, name="projector-read", daemon=True)
         self._thread.start()
 
-    def __iter__(self) -> Iterator[list[Row]]:
+    def __iter__(self) -> Iterator[T]:
         while True:
             item = self._queue.get()
             if item is self._DONE:
@@ -90,7 +99,7 @@ class Prefetch:
             while not self._closed.is_set():
                 page = self._read(after, self._page_size)
                 if page:
-                    self._put(page)
+                    self._put(self._prepare(page))
                     after = page[-1][0]
                 if len(page) < self._page_size:
                     break

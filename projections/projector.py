@@ -16,12 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import redis
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Tracking
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from projections.events import CustomerChange, KeyChange, UnprojectableEventError, decode_row
 from projections.notification_log import Prefetch, Row, page_reader
@@ -45,6 +45,43 @@ MAX_BACKOFF_SECONDS = 10.0
 STEPS = ("before-apply", "mid-apply", "after-apply", "before-position", "after-position")
 
 Fault = Callable[[str], None]
+
+
+class DecodedPage(NamedTuple):
+    """A page made ready in the reader thread: script arguments per customer."""
+
+    customers: list[tuple[int, bytes, bytes]]  # (customer id, ops JSON, last position)
+    keys_ops: bytes | None
+    last: int  # the last position this page settles (before a poison event, if any)
+    events: int
+    poison: UnprojectableEventError | None
+
+
+def _customer_ops(changes: list[CustomerChange]) -> bytes:
+    """The script's ops: each change with the totals of itself and every later change."""
+    ops: list[tuple[Any, ...]] = []
+    spent = orders = 0
+    for change in reversed(changes):
+        spent += change.spent
+        orders += change.orders
+        ops.append((change.position, change.kind, str(spent), str(orders), change.value))
+    ops.reverse()
+    return orjson.dumps(ops)
+
+
+def _key_ops(changes: list[KeyChange]) -> bytes:
+    return orjson.dumps(
+        [(k.position, str(k.position), k.key_hash, k.role, 1 if k.revoked else 0) for k in changes]
+    )
+
+
+def _evalsha(sha: bytes, key: bytes, *args: bytes) -> bytes:
+    """EVALSHA sha 1 key args... in the Redis protocol (RESP)."""
+    parts = [b"EVALSHA", sha, b"1", key, *args]
+    encoded = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        encoded.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(encoded)
 
 
 class ProjectionStoreError(Exception):
@@ -112,7 +149,7 @@ class Projector:
             self._follow_generation()
         while True:
             generation = self.generation
-            pages = Prefetch(self._read, self.position, self.page_size)
+            pages = Prefetch(self._read, self.position, self.page_size, self._decode)
             try:
                 for page in pages:
                     self._project_page(page)
@@ -151,9 +188,10 @@ class Projector:
             if listener:
                 listener.stop()
 
-    # One page
+    # One page: decoded in the reader thread, applied here
 
-    def _project_page(self, page: Sequence[Row]) -> None:
+    def _decode(self, page: Sequence[Row]) -> DecodedPage:
+        """The page as ready-to-send script arguments; stops at a poison event."""
         by_customer: dict[int, list[CustomerChange]] = {}
         key_changes: list[KeyChange] = []
         last = page[-1][0]
@@ -177,52 +215,45 @@ class Projector:
             else:
                 assert isinstance(change, KeyChange)
                 key_changes.append(change)
+        customers = [
+            (customer_id, _customer_ops(changes), str(changes[-1].position).encode())
+            for customer_id, changes in by_customer.items()
+        ]
+        keys_ops = _key_ops(key_changes) if key_changes else None
+        return DecodedPage(customers, keys_ops, last, len(page), poison)
+
+    def _project_page(self, page: DecodedPage) -> None:
         self._step("before-apply")
-        self._apply(by_customer, key_changes)
+        self._apply(page)
         self._step("after-apply")
-        if last > self.position:
+        if page.last > self.position:
             self._step("before-position")
-            self._record_position(last)
+            self._record_position(page.last)
             self._step("after-position")
         if self._on_page is not None:
-            self._on_page(self.position, len(page))
-        if poison is not None:
-            self._dead_letter(poison)
-            raise poison
+            self._on_page(self.position, page.events)
+        if page.poison is not None:
+            self._dead_letter(page.poison)
+            raise page.poison
 
-    def _apply(self, by_customer: dict[int, list[CustomerChange]], keys: list[KeyChange]) -> None:
-        commands: list[tuple[Any, ...]] = []
-        sha = apply_customer.sha
-        generation = self.generation
-        for customer_id, changes in by_customer.items():
-            ops: list[tuple[Any, ...]] = []
-            spent = orders = 0
-            for change in reversed(changes):
-                spent += change.spent
-                orders += change.orders
-                ops.append((change.position, change.kind, str(spent), str(orders), change.value))
-            ops.reverse()
-            key = self.keys.customer(generation, customer_id)
-            commands.append((sha, 1, key, orjson.dumps(ops), str(changes[-1].position)))
-        if keys:
-            ops_keys = [
-                (k.position, str(k.position), k.key_hash, k.role, 1 if k.revoked else 0)
-                for k in keys
-            ]
-            index = self.keys.api_keys(generation)
-            commands.append((apply_keys.sha, 1, index, orjson.dumps(ops_keys)))
+    def _apply(self, page: DecodedPage) -> None:
+        prefix = f"{self.keys.prefix}:g{self.generation}:c:".encode()
+        sha = apply_customer.sha.encode()
+        commands = [
+            _evalsha(sha, prefix + str(customer_id).encode(), ops, last)
+            for customer_id, ops, last in page.customers
+        ]
+        if page.keys_ops is not None:
+            index = self.keys.api_keys(self.generation).encode()
+            commands.append(_evalsha(apply_keys.sha.encode(), index, page.keys_ops))
         for start in range(0, len(commands), self.chunk):
             if start:
                 self._step("mid-apply")
             self._execute(commands[start : start + self.chunk])
 
-    def _execute(self, commands: list[tuple[Any, ...]]) -> None:
+    def _execute(self, commands: list[bytes]) -> None:
         for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            for command in commands:
-                pipe.evalsha(*command)
-            results = pipe.execute(raise_on_error=False)
-            errors = [r for r in results if isinstance(r, Exception)]
+            errors = self._send(commands)
             if not errors:
                 return
             if attempt == 0 and all(isinstance(e, NoScriptError) for e in errors):
@@ -232,6 +263,25 @@ class Projector:
                 apply_keys.load(self.client)
                 continue
             raise ProjectionStoreError(f"Redis refused a projection step: {errors[0]}")
+
+    def _send(self, commands: list[bytes]) -> list[ResponseError]:
+        """Send pre-encoded commands in one write and read every reply (a raw pipeline)."""
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command([b"".join(commands)])  # type: ignore[no-untyped-call]
+            errors: list[ResponseError] = []
+            for _ in commands:
+                try:
+                    connection.read_response()
+                except ResponseError as error:
+                    errors.append(error)
+            return errors
+        except BaseException:
+            connection.disconnect()  # type: ignore[no-untyped-call]  # replies may be unread
+            raise
+        finally:
+            pool.release(connection)
 
     def _record_position(self, position: int) -> None:
         try:
