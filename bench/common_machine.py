@@ -57,6 +57,15 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
+def psycopg_implementation() -> str | None:
+    """'c', 'binary' or 'python': the pure-Python one decodes rows several times slower."""
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    return str(psycopg.pq.__impl__)
+
+
 def redis_server_version() -> str | None:
     import redis
 
@@ -103,6 +112,7 @@ def describe_machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "libraries": library_versions(),
+        "psycopg_implementation": psycopg_implementation(),
         "redis_server": redis_server_version(),
         "postgres_server": postgres_server_version(),
         "wrk": wrk_version(),

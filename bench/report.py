@@ -122,6 +122,7 @@ def machine_section(results: dict[str, Any]) -> str:
         ["Redis server", str(machine.get("redis_server") or "?")],
         ["PostgreSQL server", str(machine.get("postgres_server") or "?")],
         ["wrk", str(machine.get("wrk") or "?")],
+        ["psycopg implementation", str(machine.get("psycopg_implementation") or "?")],
         [
             "libraries",
             ", ".join(f"{name} {version}" for name, version in libraries.items() if version),
@@ -144,15 +145,19 @@ def read_section(results: dict[str, Any], images: dict[str, str]) -> str:
             fmt_ratio(values.get("rps"), bare_rps),
             fmt_number(values.get("p50_ms"), 2),
             fmt_number(values.get("p99_ms"), 2),
+            fmt_number(values.get("non_2xx", 0)),
         ]
         for name, values in endpoints.items()
     ]
     parts = [
         f"wrk, {connections} connections, random ids over "
-        f"{fmt_number(read.get('customers'))} customers, {read.get('duration_s', '?')} s per run.",
+        f"{fmt_number(read.get('customers'))} customers, {read.get('duration_s', '?')} s per run; "
+        "every endpoint is one uvicorn worker process.",
         "",
-        table(["endpoint", "req/s", "vs bare FastAPI", "p50 ms", "p99 ms"], rows),
+        table(["endpoint", "req/s", "vs bare FastAPI", "p50 ms", "p99 ms", "non-2xx"], rows),
     ]
+    if any((values.get("non_2xx") or 0) > 0 for values in endpoints.values()):
+        parts += ["", "**Some responses were not 2xx: those rates do not measure a served read.**"]
     sweep = read.get("sweep") or []
     if sweep:
         parts += [
@@ -194,8 +199,17 @@ def projection_section(results: dict[str, Any], images: dict[str, str]) -> str:
             ]
             for row in projection["sizes"]
         ]
+        baseline_events = {row.get("baseline_events") for row in projection["sizes"]}
+        baseline_events.discard(None)
         parts += [
-            f"Event store: {projection.get('store', 'PostgreSQL')}.",
+            f"Event store: {projection.get('store', 'PostgreSQL')}. "
+            + (str(projection["method"]) if projection.get("method") else "")
+            + (
+                f" The runner's rate is taken over its first {fmt_number(max(baseline_events))} "
+                "events of each store."
+                if baseline_events
+                else ""
+            ),
             "",
             table(
                 [
@@ -269,6 +283,32 @@ def freshness_section(results: dict[str, Any], images: dict[str, str]) -> str:
             rows,
         )
     ]
+    for store, values in freshness.items():
+        if not isinstance(values, dict):
+            continue
+        asked, achieved = values.get("rate_per_s"), values.get("achieved_per_s")
+        if (
+            isinstance(asked, int | float)
+            and isinstance(achieved, int | float)
+            and achieved < 0.9 * asked
+        ):
+            parts += [
+                "",
+                f"**{store}: the producers reached {achieved:,.0f} of the {asked:,.0f} "
+                "orders/s asked; its latencies are for that lower rate.**",
+            ]
+        if values.get("never_visible"):
+            parts += ["", f"**{store}: {values['never_visible']} writes were never seen.**"]
+        if values.get("all_writes_in_read_model") is False:
+            parts += ["", f"**{store}: the read model's order count does not match the writes.**"]
+        if values.get("projector"):
+            parts += [
+                "",
+                f"{store}: projector {values['projector']}; "
+                f"{values.get('producer_processes', 1)} producer process(es) of "
+                f"{values.get('producer_threads', '?')} threads; "
+                f"{fmt_number(values.get('writes'))} writes, the first second not counted.",
+            ]
     if "freshness_distribution" in images:
         parts += ["", f"![Commit-to-visible latency]({images['freshness_distribution']})"]
     return "\n".join(parts)
@@ -285,8 +325,18 @@ def write_section(results: dict[str, Any]) -> str:
         ["library in-process `Application.save`", fmt_number(saves), "1.00x"],
     ]
     parts = [table(["path", "per second", "vs in-process save"], rows)]
+    details = []
     if write.get("store"):
-        parts += ["", f"Event store: {write['store']}."]
+        details.append(f"Event store: {write['store']}.")
+    if write.get("connections"):
+        details.append(
+            f"HTTP with {write['connections']} keep-alive connections: p50 "
+            f"{fmt_number(write.get('p50_ms'), 2)} ms, p99 {fmt_number(write.get('p99_ms'), 2)} ms."
+        )
+    if write.get("other_statuses"):
+        details.append(f"Responses other than 201: {write['other_statuses']}.")
+    if details:
+        parts += ["", " ".join(details)]
     return "\n".join(parts)
 
 
@@ -299,14 +349,23 @@ def memory_section(results: dict[str, Any]) -> str:
         ["our layout (`d` JSON array + `s` + `o`)", fmt_number(ours, 1), fmt_ratio(ours, naive)],
         ["naive: one hash, 15 contract fields", fmt_number(naive, 1), "1.00x"],
     ]
-    return "\n".join(
-        [
-            f"`MEMORY USAGE` averaged over {fmt_number(memory.get('customers'))} customers with "
-            "full profiles, a login and an order each (same values in both layouts).",
+    parts = [
+        f"`MEMORY USAGE ... SAMPLES 0` averaged over {fmt_number(memory.get('customers'))} "
+        "customers with full profiles, a login and an order each, projected by our projector; "
+        "the naive hashes hold the same values as strings.",
+        "",
+        table(["layout", "bytes per customer", "vs naive"], rows),
+    ]
+    if memory.get("ours_encoding"):
+        parts += [
             "",
-            table(["layout", "bytes per customer", "vs naive"], rows),
+            f"Redis stores our customer hash as a `{memory['ours_encoding']}` and the naive one "
+            f"as a `{memory.get('naive_encoding')}`. The `d` field averages "
+            f"{fmt_number(memory.get('mean_d_field_bytes'))} bytes; a hash with a value longer "
+            f"than `hash-max-listpack-value` ({memory.get('hash_max_listpack_value')} here) "
+            "is kept as a hashtable, which costs a dict entry and an object per field.",
         ]
-    )
+    return "\n".join(parts)
 
 
 def profile_section(results: dict[str, Any]) -> str:

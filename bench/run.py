@@ -127,7 +127,7 @@ PARTS: tuple[Part, ...] = (
             profile_args=["--seconds", "10", "--stores", "postgres"],
         ),
         smoke=Plan(["--seconds", "2", "--rate", "200"], 40),
-        phase_profile=True,
+        profile_process="--projector",
     ),
     Part(
         "write",
