@@ -26,7 +26,6 @@ from rich.progress import (
 )
 
 from runtime.demo_data import CustomerPlan, SampleData
-from runtime.settings import event_store_env
 from write_side.application import CustomerService
 from write_side.domain.customer import Customer
 from write_side.domain.ids import customer_stream_id
@@ -59,13 +58,10 @@ def demo(
     ] = False,
 ) -> None:
     """Append realistic sample customers and orders (for trying it out and for benchmarks)."""
-    from runtime.cli import fail, load_settings
+    from runtime.cli import open_container
 
-    settings = load_settings()
-    try:
-        service = CustomerService(event_store_env(settings.EVENT_STORE_URL))
-    except Exception as error:  # a store that cannot be opened is a one-line error
-        raise fail(f"EVENT_STORE_URL: cannot open the event store ({error})") from None
+    container = open_container()
+    service = container.write_service
     out = Console(soft_wrap=True)
     try:
         if if_empty and has_customers(service):
@@ -75,7 +71,7 @@ def demo(
         tally = append_sample(service, customers, seed, progress_console=Console(stderr=True))
         elapsed = time.perf_counter() - started
     finally:
-        service.close()
+        container.close()
     out.print(summary(tally, elapsed), highlight=False)
 
 
