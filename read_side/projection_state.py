@@ -58,6 +58,7 @@ class ProjectionState:
         self.refreshed_at = float("-inf")
         self._advanced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._switching: asyncio.Task[None] | None = None
 
     @property
     def is_fresh(self) -> bool:
@@ -89,7 +90,7 @@ class ProjectionState:
             self._link.execute("HGETALL", self._keys.api_keys(generation)),
         )
         self.grants = _parse_grants(grants)
-        self._advance(generation, _as_int(tracking), replace=True)
+        self._advance(generation, _as_int(tracking))
         self.refreshed_at = started
 
     async def wait_for(self, position: int, timeout: float) -> bool:
@@ -118,44 +119,71 @@ class ProjectionState:
         except ValueError:
             return
         if generation == self.generation:
-            self._advance(generation, position, replace=False)
+            self._advance(generation, position)
+        elif generation > self.generation and self._switching is None:
+            # A rebuild switched generations: follow now, with that generation's keys too.
+            self._switching = asyncio.get_running_loop().create_task(self._follow_switch())
+
+    async def _follow_switch(self) -> None:
+        try:
+            await self.refresh()
+        except (StoreUnavailableError, RedisReplyError) as error:
+            log.warning("could not follow a generation switch yet: %s", error)
+        finally:
+            self._switching = None
 
     async def _refresh_position(self) -> None:
         generation = self.generation
         tracking = await self._link.execute("HGET", self._keys.tracking(generation), self._upstream)
         if generation == self.generation:
-            self._advance(generation, _as_int(tracking), replace=False)
+            self._advance(generation, _as_int(tracking))
 
-    def _advance(self, generation: int, position: int, *, replace: bool) -> None:
-        if generation != self.generation or replace:
-            changed = (generation, position) != (self.generation, self.position)
+    def _advance(self, generation: int, position: int) -> None:
+        """Move to a position; it only grows within a generation (a lower bound anyway)."""
+        if generation != self.generation:
             self.generation, self.position = generation, position
+            changed = True
         else:
             changed = position > self.position
-            self.position = max(self.position, position)
+            if changed:
+                self.position = position
         if changed:
             self._advanced.set()
 
     async def _refresh_forever(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self._refresh_interval)
             try:
                 await self.refresh()
             except (StoreUnavailableError, RedisReplyError) as error:
-                log.warning("read model refresh failed: %s", error)
+                if not failing:  # once per outage, not four times a second
+                    log.warning("read model unreachable, answering 503 until it is back: %s", error)
+                failing = True
+            else:
+                if failing:
+                    log.warning("read model reachable again")
+                failing = False
 
     async def _listen_forever(self) -> None:
+        lost = False
         while True:
             client = aioredis.Redis.from_url(
-                self._redis_url, socket_connect_timeout=0.25, socket_timeout=None
+                self._redis_url,
+                socket_connect_timeout=0.25,
+                socket_timeout=None,
+                health_check_interval=5,
             )
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self._keys.positions_channel)
+                lost = False
                 async for message in pubsub.listen():
                     self.announce(message["data"])
             except (OSError, aioredis.RedisError) as error:
-                log.warning("positions channel lost: %s", error)
+                if not lost:  # the refresh keeps positions moving meanwhile
+                    log.warning("positions channel lost, resubscribing: %s", error)
+                lost = True
             finally:
                 with contextlib.suppress(Exception):
                     await client.aclose()

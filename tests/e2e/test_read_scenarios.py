@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from projections.read_model import RESPONSE_FIELDS
+from projections.rebuild import rebuild
 from tests.e2e.all_in_one import Running, all_in_one
 from tests.support.waiting import wait_until
 
@@ -143,4 +145,38 @@ def test_the_documented_route_answers_exactly_as_the_fast_path(sqlite_running: R
     finally:
         app.fast_path = fast_path
     assert framework == fast
+    client.close()
+
+
+def test_reads_follow_a_rebuild_to_its_new_generation_without_a_miss(
+    sqlite_running: Running,
+) -> None:
+    container = sqlite_running.container
+    client = httpx.Client(base_url=sqlite_running.base_url, headers=auth(sqlite_running.admin_key))
+    written = client.post("/api/customers", json={"id": 77, "last_name": "Okafor"}).json()
+    before = client.get("/api/customers/77", headers={"X-Min-Position": str(written["position"])})
+    assert before.status_code == 200
+    misses: list[int] = []
+    stop = threading.Event()
+
+    def keep_reading() -> None:
+        while not stop.is_set():
+            status = client.get("/api/customers/77").status_code
+            if status != 200:
+                misses.append(status)
+
+    # Staff keep reading while an operator rebuilds; the old generation is dropped soon after.
+    reader = threading.Thread(target=keep_reading)
+    reader.start()
+    try:
+        result = rebuild(
+            container.write_service.recorder, container.redis, container.redis_keys, drop_grace=0.5
+        )
+    finally:
+        stop.set()
+        reader.join()
+    assert misses == []
+    assert sqlite_running.app.state.read_side.state.generation == result.new_generation
+    after = client.get("/api/customers/77")
+    assert after.content == before.content
     client.close()
