@@ -14,6 +14,7 @@ uvloop and httptools:
     postgres  (c) FastAPI + PostgreSQL COUNT/SUM over the orders table
 
 wrk requests random ids over all N customers. Every endpoint gets a warm-up run first;
+the endpoints then take turns for --rounds rounds (each reports its median round), and
 our endpoint is also swept over the connection counts given. Servers: BENCH_REDIS_URL and
 BENCH_POSTGRES_URL (else the local defaults); everything created is removed afterwards.
 """
@@ -21,6 +22,7 @@ BENCH_POSTGRES_URL (else the local defaults); everything created is removed afte
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -119,7 +121,9 @@ def fill_orders_table(database_url: str, count: int) -> None:
 
 
 @contextmanager
-def running(command: list[str], env: dict[str, str], port: int, probe: str) -> Iterator[None]:
+def running(
+    command: list[str], env: dict[str, str], port: int, probe: tuple[str, dict[str, str]]
+) -> Iterator[None]:
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -127,9 +131,10 @@ def running(command: list[str], env: dict[str, str], port: int, probe: str) -> I
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{command} exited: {process.stderr.read().decode()[-500:]}")  # type: ignore[union-attr]
+                error = process.stderr.read().decode() if process.stderr else ""
+                raise RuntimeError(f"{command} exited: {error[-500:]}")
             try:
-                if httpx.get(f"http://127.0.0.1:{port}{probe[0]}", headers=probe[1]).is_success:  # type: ignore[index]
+                if httpx.get(f"http://127.0.0.1:{port}{probe[0]}", headers=probe[1]).is_success:
                     break
             except httpx.TransportError:
                 pass
@@ -192,25 +197,10 @@ def run_wrk(port: int, script: Path, connections: int, seconds: int) -> dict[str
     }
 
 
-def measure(
-    name: str,
-    command: list[str],
-    env: dict[str, str],
-    port: int,
-    script: Path,
-    connections: Sequence[int],
-    seconds: int,
-    key: str,
-) -> list[dict[str, Any]]:
-    probe = ("/api/customers/1", {"Authorization": f"Token {key}"})
-    with running(command, env, port, probe):  # type: ignore[arg-type]
-        run_wrk(port, script, max(connections), WARM_UP_SECONDS)
-        results = []
-        for count in connections:
-            result = run_wrk(port, script, count, seconds)
-            print(f"{name:9} c={count:<4} {result}", file=sys.stderr)
-            results.append(result)
-        return results
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput (a whole run, so its latencies belong to it)."""
+    ordered = sorted(runs, key=lambda run: run["rps"])
+    return ordered[len(ordered) // 2]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", default="32", help="comma list; 32 is the headline")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds over all endpoints"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "read.json")
     args = parser.parse_args(argv)
     sweep = sorted({int(part) for part in args.connections.split(",")})
@@ -227,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="bench-read-") as temp,
         fresh_redis_prefix("read") as prefix,
         fresh_postgres_database("read") as database_url,
+        contextlib.ExitStack() as servers,
     ):
         directory = Path(temp)
         store_url, key = project_customers(args.customers, directory, prefix)
@@ -239,43 +233,60 @@ def main(argv: Sequence[str] | None = None) -> int:
             "BENCH_PREFIX": prefix,
             "BENCH_PG_URL": database_url,
         }
-        endpoints: dict[str, dict[str, Any]] = {}
-        port = free_port()
+        probe = ("/api/customers/1", {"Authorization": f"Token {key}"})
+        ports: dict[str, int] = {}
+        ports["ours"] = free_port()
         ours_env = {
             **base_env,
             "EVENT_STORE_URL": store_url,
             "REDIS_URL": redis_url(),
             "REDIS_PREFIX": prefix,
-            "PORT": str(port),
+            "PORT": str(ports["ours"]),
             "LOG_LEVEL": "WARNING",
         }
         customers_cli = str(Path(sys.executable).with_name("customers"))
-        ours = measure(
-            "ours", [customers_cli, "read-api"], ours_env, port, script, sweep, args.duration, key
-        )
-        endpoints["ours"] = next(row for row in ours if row["connections"] == headline)
+        servers.enter_context(running([customers_cli, "read-api"], ours_env, ports["ours"], probe))
         for name, target in BASELINES.items():
-            port = free_port()
-            command = [sys.executable, "-m", "uvicorn", target, "--port", str(port)]
-            rows = measure(
-                name, command + UVICORN_FLAGS, base_env, port, script, [headline],
-                args.duration, key,
-            )  # fmt: skip
-            endpoints[name] = rows[0]
+            ports[name] = free_port()
+            command = [sys.executable, "-m", "uvicorn", target, "--port", str(ports[name])]
+            servers.enter_context(running(command + UVICORN_FLAGS, base_env, ports[name], probe))
+
+        for port in ports.values():
+            run_wrk(port, script, headline, WARM_UP_SECONDS)
+        # Rounds interleave the endpoints, so a change in the machine's load during the run
+        # falls on all of them alike; each endpoint reports its median round.
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
+        for round_number in range(1, args.rounds + 1):
+            for name, port in ports.items():
+                result = run_wrk(port, script, headline, args.duration)
+                print(f"round {round_number} {name:9} {result}", file=sys.stderr)
+                runs[name].append(result)
+        endpoints = {name: median_run(results) for name, results in runs.items()}
+        ours_sweep = []
+        for count in sweep:
+            if count == headline:
+                ours_sweep.append(endpoints["ours"])
+                continue
+            result = run_wrk(ports["ours"], script, count, args.duration)
+            print(f"sweep ours c={count:<4} {result}", file=sys.stderr)
+            ours_sweep.append(result)
 
     bare_rps = endpoints["bare"]["rps"]
     result = {
         "customers": args.customers,
         "duration_s": args.duration,
         "connections": headline,
+        "rounds": args.rounds,
         "wrk_threads": 1,
         "endpoints": endpoints,
-        "sweep": ours,
+        "sweep": ours_sweep,
+        "all_rounds": runs,
         "ratios": {
             name: round(values["rps"] / bare_rps, 2) if bare_rps else None
             for name, values in endpoints.items()
         },
         "ours_vs_postgres": round(endpoints["ours"]["rps"] / endpoints["postgres"]["rps"], 2),
+        "load_average": os.getloadavg(),
     }
     path = write_json(args.out, result)
     print(f"wrote {path}", file=sys.stderr)
@@ -285,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"p99 {values['p99_ms']} ms  non-2xx {values['non_2xx']}  "
             f"({result['ratios'][name]}x bare)"
         )
+    print(f"ours vs postgres: {result['ours_vs_postgres']}x")
     return 0
 
 

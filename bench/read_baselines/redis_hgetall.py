@@ -16,8 +16,8 @@ app = FastAPI()
 
 
 @app.get("/api/customers/{customer_id}")
-async def customer(customer_id: int) -> dict[str, str]:
-    fields: dict[str, str] = await client.hgetall(keys.customer(generation, customer_id))
+async def customer(customer_id: int) -> dict[bytes | str, bytes | str]:
+    fields = await client.hgetall(keys.customer(generation, customer_id))
     if not fields:
         raise HTTPException(404, "Customer not found.")
     return fields
