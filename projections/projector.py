@@ -23,7 +23,15 @@ import redis
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Tracking
 from redis.exceptions import NoScriptError, ResponseError
 
-from projections.events import CustomerChange, KeyChange, UnprojectableEventError, decode_row
+from projections.events import (
+    LOGGED_IN,
+    PROFILE_UPDATED,
+    REGISTERED,
+    CustomerChange,
+    KeyChange,
+    UnprojectableEventError,
+    decode_row,
+)
 from projections.notification_log import Prefetch, Row, page_reader
 from projections.read_model import Keys
 from projections.scripts import apply_customer, apply_keys
@@ -50,23 +58,46 @@ Fault = Callable[[str], None]
 class DecodedPage(NamedTuple):
     """A page made ready in the reader thread: script arguments per customer."""
 
-    customers: list[tuple[int, bytes, bytes]]  # (customer id, ops JSON, last position)
+    customers: list[tuple[int, list[bytes]]]  # (customer id, its script's arguments)
     keys_ops: bytes | None
     last: int  # the last position this page settles (before a poison event, if any)
     events: int
     poison: UnprojectableEventError | None
 
 
-def _customer_ops(changes: list[CustomerChange]) -> bytes:
-    """The script's ops: each change with the totals of itself and every later change."""
-    ops: list[tuple[Any, ...]] = []
+def _customer_args(changes: list[CustomerChange]) -> list[bytes]:
+    """The customer script's arguments: the last position, then each change, flat."""
+    totals: list[tuple[int, int]] = []
     spent = orders = 0
     for change in reversed(changes):
         spent += change.spent
         orders += change.orders
-        ops.append((change.position, change.kind, str(spent), str(orders), change.value))
-    ops.reverse()
-    return orjson.dumps(ops)
+        totals.append((spent, orders))
+    totals.reverse()
+    args = [str(changes[-1].position).encode()]
+    for change, (spent_from_here, orders_from_here) in zip(changes, totals, strict=True):
+        kind = change.kind
+        args += (
+            str(change.position).encode(),
+            kind.encode(),
+            str(spent_from_here).encode(),
+            str(orders_from_here).encode(),
+        )
+        if kind == REGISTERED:
+            joined, profile = change.value
+            args.append(joined.encode())
+            args += [_tagged(value) for value in profile]
+        elif kind == PROFILE_UPDATED:
+            args.append(str(len(change.value)).encode())
+            for index, value in change.value:
+                args += (str(index).encode(), _tagged(value))
+        elif kind == LOGGED_IN:
+            args.append(change.value.encode())
+    return args
+
+
+def _tagged(value: str | None) -> bytes:
+    return b"" if value is None else b"=" + value.encode()
 
 
 def _key_ops(changes: list[KeyChange]) -> bytes:
@@ -216,8 +247,7 @@ class Projector:
                 assert isinstance(change, KeyChange)
                 key_changes.append(change)
         customers = [
-            (customer_id, _customer_ops(changes), str(changes[-1].position).encode())
-            for customer_id, changes in by_customer.items()
+            (customer_id, _customer_args(changes)) for customer_id, changes in by_customer.items()
         ]
         keys_ops = _key_ops(key_changes) if key_changes else None
         return DecodedPage(customers, keys_ops, last, len(page), poison)
@@ -240,8 +270,8 @@ class Projector:
         prefix = f"{self.keys.prefix}:g{self.generation}:c:".encode()
         sha = apply_customer.sha.encode()
         commands = [
-            _evalsha(sha, prefix + str(customer_id).encode(), ops, last)
-            for customer_id, ops, last in page.customers
+            _evalsha(sha, prefix + str(customer_id).encode(), *args)
+            for customer_id, args in page.customers
         ]
         if page.keys_ops is not None:
             index = self.keys.api_keys(self.generation).encode()

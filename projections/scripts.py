@@ -12,50 +12,85 @@ import hashlib
 import redis
 from redis.exceptions import NoScriptError
 
-# KEYS[1] customer hash. ARGV[1] JSON [[position, kind, spent_from_here, orders_from_here,
-# value], ...] in position order, where *_from_here sum that change and every later one.
-# ARGV[2] the position of the last change, as text. Applies exactly the changes after the
-# record's guard (d[1]); returns how many it applied.
+# KEYS[1] customer hash. ARGV[1] the position of the last change, as text; then each
+# change in position order as flat arguments (no JSON to decode: cjson.decode is the
+# costliest step a script can take):
+#   position, kind, spent_from_here, orders_from_here, then by kind
+#   R: date_joined, the 8 profile values | P: count, then (profile index, value) pairs
+#   L: login time | D, A, O, C, F: nothing
+# where *_from_here sum that change and every later one, and a profile value is "" for
+# null or "=" followed by the text. Applies exactly the changes after the record's guard
+# (the position d starts with); returns how many it applied.
 APPLY_CUSTOMER = """
-local ops = cjson.decode(ARGV[1])
 local raw = redis.call('HGET', KEYS[1], 'd')
-local d, guard
+local guard, tail = 0, nil
 if raw then
-  d = cjson.decode(raw)
-  guard = tonumber(d[1])
-else
-  local null = cjson.null
-  d = {'0', 1, null, null, null, null, null, null, null, null, null, null}
-  guard = 0
+  local _, stop, position = string.find(raw, '^%["(%d+)"')
+  guard = tonumber(position)
+  tail = string.sub(raw, stop + 1)
 end
-local first = 0
-for i = 1, #ops do
-  if ops[i][1] > guard then first = i; break end
+local null = cjson.null
+local function value(text)
+  if text == '' then return null end
+  return string.sub(text, 2)
 end
-if first == 0 then return 0 end
-for i = first, #ops do
-  local op = ops[i]
-  local kind = op[2]
-  if kind == 'R' then
-    d[2] = 1
-    d[3] = op[5][1]
-    local profile = op[5][2]
-    for j = 1, 8 do d[4 + j] = profile[j] end
-  elseif kind == 'P' then
-    for _, change in ipairs(op[5]) do d[5 + change[1]] = change[2] end
-  elseif kind == 'L' then
-    if d[4] == cjson.null or op[5] > d[4] then d[4] = op[5] end
-  elseif kind == 'D' then
-    d[2] = 0
-  elseif kind == 'A' then
-    d[2] = 1
+local function width(i)
+  local kind = ARGV[i + 1]
+  if kind == 'R' then return 13 end
+  if kind == 'P' then return 5 + 2 * tonumber(ARGV[i + 4]) end
+  if kind == 'L' then return 5 end
+  return 4
+end
+local n, i = #ARGV, 2
+while i <= n and tonumber(ARGV[i]) <= guard do i = i + width(i) end
+if i > n then return 0 end
+local first, applied, d = i, 0, nil
+local function doc()
+  if not d then
+    if raw then
+      d = cjson.decode(raw)
+    else
+      d = {'0', 1, null, null, null, null, null, null, null, null, null, null}
+    end
   end
+  return d
 end
-d[1] = ARGV[2]
-redis.call('HSET', KEYS[1], 'd', cjson.encode(d))
-redis.call('HINCRBY', KEYS[1], 's', ops[first][3])
-redis.call('HINCRBY', KEYS[1], 'o', ops[first][4])
-return #ops - first + 1
+while i <= n do
+  local kind = ARGV[i + 1]
+  if kind == 'R' then
+    local record = doc()
+    record[2] = 1
+    record[3] = ARGV[i + 4]
+    for j = 1, 8 do record[4 + j] = value(ARGV[i + 4 + j]) end
+  elseif kind == 'P' then
+    local record = doc()
+    for j = 1, tonumber(ARGV[i + 4]) do
+      local at = i + 3 + 2 * j
+      record[5 + tonumber(ARGV[at])] = value(ARGV[at + 1])
+    end
+  elseif kind == 'L' then
+    local record = doc()
+    if record[4] == null or ARGV[i + 4] > record[4] then record[4] = ARGV[i + 4] end
+  elseif kind == 'D' then
+    doc()[2] = 0
+  elseif kind == 'A' then
+    doc()[2] = 1
+  end
+  applied = applied + 1
+  i = i + width(i)
+end
+local encoded
+if d or not raw then
+  local record = doc()
+  record[1] = ARGV[1]
+  encoded = cjson.encode(record)
+else
+  encoded = '["' .. ARGV[1] .. '"' .. tail  -- only totals moved: just the guard changes
+end
+redis.call('HSET', KEYS[1], 'd', encoded)
+redis.call('HINCRBY', KEYS[1], 's', ARGV[first + 2])
+redis.call('HINCRBY', KEYS[1], 'o', ARGV[first + 3])
+return applied
 """
 
 # KEYS[1] API key index. ARGV[1] JSON [[position, position text, key hash, role or null,
