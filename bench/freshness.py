@@ -53,6 +53,7 @@ from write_side.application import CustomerService
 
 CUSTOMERS = 1000
 PRODUCER_PROCESSES = 2
+READY = "ready"
 WARM_UP_SECONDS = 1.0
 # How long the subscriber keeps listening after the last write for its announcement.
 DRAIN_SECONDS = 5.0
@@ -170,7 +171,7 @@ class Schedule:
     A producer process takes every stride-th order from `first`, over its threads.
     """
 
-    start: float  # CLOCK_MONOTONIC, shared by every process on the machine
+    start: float  # CLOCK_MONOTONIC, shared by every process on the machine; sent on stdin
     rate: float
     total: int
     first: int = 0
@@ -208,6 +209,7 @@ def measure_store(
         service = CustomerService(event_store_env(store_url))
         try:
             save_customers(service, sample_customers(CUSTOMERS))
+            registered = service.recorder.max_notification_id() or 0
         finally:
             service.close()
         # PostgreSQL: the projector in its own process, two producer processes (the GIL
@@ -215,14 +217,22 @@ def measure_store(
         projector = start_projector(store_url, prefix) if store == "postgres" else None
         producers = PRODUCER_PROCESSES if store == "postgres" else 1
         try:
-            start = time.monotonic() + 3.0  # every producer has imported and connected
-            schedule = Schedule(start, rate, int(rate * seconds), 0, producers, threads)
+            if projector is not None:
+                wait_until(lambda: subscriber.highest() >= registered, 60, "the projector")
+            schedule = Schedule(0.0, rate, int(rate * seconds), 0, producers, threads)
+            children = [
+                start_producer(store_url, prefix, replace(schedule, first=first),
+                               with_projector=projector is None)
+                for first in range(producers)
+            ]  # fmt: skip
+            for child in children:  # each has connected (and caught up, with a projector)
+                await_ready(child)
+            start = time.monotonic() + 0.2
             with profiled_phase():
-                children = [
-                    start_producer(store_url, prefix, replace(schedule, first=first),
-                                   with_projector=projector is None)
-                    for first in range(producers)
-                ]  # fmt: skip
+                for child in children:
+                    assert child.stdin is not None
+                    child.stdin.write(f"{start}\n")
+                    child.stdin.flush()
                 outputs = [collect(child) for child in children]
             commits = sorted(c for output in outputs for c in output["commits"])
             failures = sum(output["failures"] for output in outputs)
@@ -289,9 +299,18 @@ def start_producer(
     role = "--producer-with-projector" if with_projector else "--producer"
     return subprocess.Popen(
         [sys.executable, "-m", "bench.freshness", role, store_url, prefix, *schedule.as_args()],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def await_ready(child: subprocess.Popen[str]) -> None:
+    """Block until a producer says it is connected and waiting for the start time."""
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if line.strip() != READY:
+        raise RuntimeError(f"a producer failed to start (exit code {child.poll()})")
 
 
 def collect(child: subprocess.Popen[str]) -> dict[str, Any]:
@@ -347,9 +366,13 @@ def run_producer_process(
     notify: Callable[[], None] | None = None
     if with_projector:
         projector = Projector(service.recorder, client, Keys(prefix))
+        projector.catch_up()
         projector_thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
         projector_thread.start()
         notify = projector.notify
+    service.recorder.max_notification_id()  # connected
+    print(READY, flush=True)
+    schedule = replace(schedule, start=float(sys.stdin.readline()))
     try:
         commits, failures = paced_orders(service, schedule, notify)
         if projector_thread is not None:
