@@ -98,7 +98,7 @@ def wrk_version() -> str | None:
     # wrk prints its version banner on -v and exits non-zero; the first line is enough.
     completed = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=5, check=False)
     banner = (completed.stdout or completed.stderr).strip().splitlines()
-    return banner[0] if banner else None
+    return banner[0].split(" Copyright")[0] if banner else None
 
 
 def describe_machine() -> dict[str, Any]:

@@ -128,7 +128,8 @@ def summarise(text: str, top: int = 10, process: str | None = None) -> dict[str,
     callers = [
         {"function": name, "total_pct": round(100 * count / samples, 1)}
         for name, count in total_counts.most_common()
-        if is_informative(name)
+        # A frame on nearly every stack is an entry point, not a finding.
+        if is_informative(name) and count < 0.9 * samples
     ][:top]
     packages = [
         {"package": name, "self_pct": round(100 * count / samples, 1)}
@@ -169,6 +170,7 @@ def profile_command(
     process: str | None = None,
     phase_only: bool = False,
     rate: int = RATE,
+    cwd: Path | None = None,
 ) -> dict[str, Any]:
     """Run a command with py-spy sampling it, and summarise the samples.
 
@@ -197,6 +199,7 @@ def profile_command(
     started = time.monotonic()
     child = subprocess.Popen(
         [*(sampler or []), *command],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -304,9 +304,9 @@ def freshness_section(results: dict[str, Any], images: dict[str, str]) -> str:
         if values.get("projector"):
             parts += [
                 "",
-                f"{store}: projector {values['projector']}; "
-                f"{values.get('producer_processes', 1)} producer process(es) of "
-                f"{values.get('producer_threads', '?')} threads; "
+                f"{store}: projector {values['projector']}; producers: "
+                f"{values.get('producer_processes', 1)} process(es), "
+                f"{values.get('producer_threads', '?')} threads each; "
                 f"{fmt_number(values.get('writes'))} writes, the first second not counted.",
             ]
     if "freshness_distribution" in images:
@@ -382,13 +382,16 @@ def profile_section(results: dict[str, Any]) -> str:
         if not profile:
             parts += ["", "_No profile was recorded for this part in this run._", ""]
             continue
+        if profile.get("skipped"):
+            parts += ["", f"_Not profiled in this run: {profile['skipped']}._", ""]
+            continue
         if profile.get("error"):
             parts += ["", f"_Profiling failed: {profile['error']}_", ""]
             continue
         parts += [
             "",
-            f"py-spy, {fmt_number(profile.get('samples'))} samples of `{profile.get('command')}`"
-            f"{' (with subprocesses)' if profile.get('subprocesses') else ''}; "
+            f"py-spy, {fmt_number(profile.get('samples'))} samples of "
+            f"{profile.get('scope', 'the run')} in `{profile.get('command')}`; "
             "share of samples where the function is running (self) or on the stack (total):",
             "",
             table(

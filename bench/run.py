@@ -66,7 +66,8 @@ class Part:
         return PART_RESULTS / f"{self.name}.json"
 
     def command(self, args: Sequence[str], out: Path) -> list[str]:
-        return [sys.executable, "-m", self.module, *args, "--out", str(out)]
+        """The part's command line, run from the repository root (paths kept relative)."""
+        return [sys.executable, "-m", self.module, *args, "--out", str(out.relative_to(ROOT))]
 
 
 # Sizes and durations per mode. Quick keeps the whole run under three minutes on two cores;
@@ -228,7 +229,9 @@ def profile_missed(
         plan = part.plan(mode)
         remaining = deadline - time.monotonic()
         if remaining < plan.timeout * 0.5 + 10:
-            profiles[name] = {"error": f"skipped: {remaining:.0f} s left in the time budget"}
+            profiles[name] = {
+                "skipped": f"only {remaining:.0f} s of the run's time budget were left"
+            }
             log(f"profile {name}: skipped, {remaining:.0f} s left")
             continue
         out = PROFILES / f"{name}.json"
@@ -240,6 +243,7 @@ def profile_missed(
             timeout=min(plan.timeout, remaining - 5),
             process=part.profile_process,
             phase_only=part.phase_profile,
+            cwd=ROOT,
         )
         summary_of_profile["command"] = " ".join(["python", *command[1:]])
         profiles[name] = summary_of_profile
