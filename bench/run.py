@@ -71,7 +71,7 @@ class Part:
         return [sys.executable, "-m", self.module, *args, "--out", str(out.relative_to(ROOT))]
 
 
-def plan(args: str, timeout: float, profile: str = "") -> Plan:
+def plan_of(args: str, timeout: float, profile: str = "") -> Plan:
     return Plan(args.split(), timeout, profile.split())
 
 
@@ -81,68 +81,70 @@ PARTS: tuple[Part, ...] = (
     Part(
         "read",
         "bench.read_path",
-        quick=plan(
+        quick=plan_of(
             "--customers 20000 --duration 2 --rounds 2 --connections 1,8,32,128",
             timeout=75,
             profile="--customers 5000 --duration 3 --rounds 1 --connections 32",
         ),
-        full=plan(
+        full=plan_of(
             "--customers 100000 --duration 10 --rounds 3 --connections 1,8,32,128",
             timeout=420,
             profile="--customers 20000 --duration 5 --rounds 1 --connections 32",
         ),
-        smoke=plan("--customers 500 --duration 1 --rounds 1 --connections 8,32", 60),
+        smoke=plan_of("--customers 500 --duration 1 --rounds 1 --connections 8,32", 60),
         needs_wrk=True,
         profile_process="read-api",
     ),
     Part(
         "projection",
         "bench.projection",
-        quick=plan(
+        quick=plan_of(
             "--sizes 10000,30000 --baseline-max 4000",
             timeout=60,
             profile="--sizes 30000 --baseline-max 500",
         ),
-        full=plan(
+        full=plan_of(
             "--sizes 10000,100000,1000000 --baseline-max 20000",
             timeout=540,
             profile="--sizes 300000 --baseline-max 1000",
         ),
-        smoke=plan("--sizes 2000 --baseline-max 500", 60),
+        smoke=plan_of("--sizes 2000 --baseline-max 500", 60),
         profile_process="--worker ours",
     ),
     Part(
         "rebuild",
         "bench.common_rebuild",
-        quick=plan("--events 60000", timeout=45, profile="--events 60000"),
-        full=plan("--events 1000000", timeout=240, profile="--events 200000"),
-        smoke=plan("--events 3000", 30),
+        quick=plan_of("--events 60000", timeout=45, profile="--events 60000"),
+        full=plan_of("--events 1000000", timeout=240, profile="--events 200000"),
+        smoke=plan_of("--events 3000", 30),
         phase_profile=True,
     ),
     Part(
         "freshness",
         "bench.freshness",
-        quick=plan("--seconds 6 --rate 1000", timeout=50, profile="--seconds 5 --stores postgres"),
-        full=plan(
+        quick=plan_of(
+            "--seconds 6 --rate 1000", timeout=50, profile="--seconds 5 --stores postgres"
+        ),
+        full=plan_of(
             "--seconds 30 --rate 1000", timeout=150, profile="--seconds 10 --stores postgres"
         ),
-        smoke=plan("--seconds 2 --rate 200", 40),
+        smoke=plan_of("--seconds 2 --rate 200", 40),
         profile_process="--projector",
     ),
     Part(
         "write",
         "bench.write_throughput",
-        quick=plan("--duration 4", timeout=45, profile="--duration 4"),
-        full=plan("--duration 15", timeout=150, profile="--duration 8"),
-        smoke=plan("--duration 1", 40),
+        quick=plan_of("--duration 4", timeout=45, profile="--duration 4"),
+        full=plan_of("--duration 15", timeout=150, profile="--duration 8"),
+        smoke=plan_of("--duration 1", 40),
         profile_process="write-api",
     ),
     Part(
         "memory",
         "bench.memory",
-        quick=plan("--customers 10000", timeout=40),
-        full=plan("--customers 100000", timeout=240),
-        smoke=plan("--customers 300", 30),
+        quick=plan_of("--customers 10000", timeout=40),
+        full=plan_of("--customers 100000", timeout=240),
+        smoke=plan_of("--customers 300", 30),
         not_profiled_because="a CPU profile cannot explain bytes; the encodings above do",
     ),
 )
