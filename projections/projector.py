@@ -60,6 +60,8 @@ class DecodedPage(NamedTuple):
 
     customers: list[tuple[int, list[bytes]]]  # (customer id, its script's arguments)
     keys_ops: bytes | None
+    generation: int  # the generation `commands` were encoded for
+    commands: list[bytes]  # the page's scripts in the Redis protocol
     last: int  # the last position this page settles (before a poison event, if any)
     events: int
     poison: UnprojectableEventError | None
@@ -250,7 +252,9 @@ class Projector:
             (customer_id, _customer_args(changes)) for customer_id, changes in by_customer.items()
         ]
         keys_ops = _key_ops(key_changes) if key_changes else None
-        return DecodedPage(customers, keys_ops, last, len(page), poison)
+        generation = self.generation
+        commands = self._encode(generation, customers, keys_ops)
+        return DecodedPage(customers, keys_ops, generation, commands, last, len(page), poison)
 
     def _project_page(self, page: DecodedPage) -> None:
         self._step("before-apply")
@@ -266,16 +270,24 @@ class Projector:
             self._dead_letter(page.poison)
             raise page.poison
 
-    def _apply(self, page: DecodedPage) -> None:
-        prefix = f"{self.keys.prefix}:g{self.generation}:c:".encode()
+    def _encode(
+        self, generation: int, customers: list[tuple[int, list[bytes]]], keys_ops: bytes | None
+    ) -> list[bytes]:
+        prefix = f"{self.keys.prefix}:g{generation}:c:".encode()
         sha = apply_customer.sha.encode()
         commands = [
             _evalsha(sha, prefix + str(customer_id).encode(), *args)
-            for customer_id, args in page.customers
+            for customer_id, args in customers
         ]
-        if page.keys_ops is not None:
-            index = self.keys.api_keys(self.generation).encode()
-            commands.append(_evalsha(apply_keys.sha.encode(), index, page.keys_ops))
+        if keys_ops is not None:
+            index = self.keys.api_keys(generation).encode()
+            commands.append(_evalsha(apply_keys.sha.encode(), index, keys_ops))
+        return commands
+
+    def _apply(self, page: DecodedPage) -> None:
+        commands = page.commands
+        if page.generation != self.generation:  # a switch since the page was prepared
+            commands = self._encode(self.generation, page.customers, page.keys_ops)
         for start in range(0, len(commands), self.chunk):
             if start:
                 self._step("mid-apply")
