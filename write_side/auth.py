@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import threading
 import time
 from dataclasses import dataclass
@@ -36,7 +35,11 @@ class Principal:
 class KeyDirectory:
     """Key hash -> entry, refreshed from the event store at most every `max_age` seconds.
 
-    Revocation therefore takes effect within `max_age` (0.5 s) in every process.
+    Revocation therefore takes effect within `max_age` (0.5 s) in every process. A key
+    not known yet (created a moment ago, perhaps by another process) is looked up again
+    after a refresh that started after the request arrived, so new keys work at once;
+    concurrent misses share refreshes, so a flood of unknown keys keeps at most one
+    small query in flight.
     """
 
     def __init__(self, service: CustomerService, max_age: float = 0.5) -> None:
@@ -44,22 +47,24 @@ class KeyDirectory:
         self._max_age = max_age
         self._entries: dict[str, ApiKeyEntry] = {}
         self._position = 0
-        self._refreshed_at = float("-inf")
+        self._refreshed_at = float("-inf")  # when the last completed refresh started
         self._lock = threading.Lock()
 
     def lookup(self, key: str) -> ApiKeyEntry | None:
-        self._refresh_if_stale()
+        arrived = time.monotonic()
         key_hash = hash_key(key)
+        self._refresh_unless_started_after(arrived - self._max_age)
         entry = self._entries.get(key_hash)
-        if entry is None or not hmac.compare_digest(entry.key_hash, key_hash):
-            return None
+        if entry is None:
+            self._refresh_unless_started_after(arrived)
+            entry = self._entries.get(key_hash)
         return entry
 
-    def _refresh_if_stale(self) -> None:
-        if time.monotonic() - self._refreshed_at < self._max_age:
+    def _refresh_unless_started_after(self, moment: float) -> None:
+        if self._refreshed_at >= moment:
             return
         with self._lock:
-            if time.monotonic() - self._refreshed_at < self._max_age:
+            if self._refreshed_at >= moment:
                 return
             started = time.monotonic()
             entries, position = self._service.api_key_entries(after=self._position)

@@ -443,15 +443,21 @@ def test_a_body_that_is_not_json_is_refused_without_internals(api: WriteApi) -> 
         ("Token unknown-key", "Invalid token."),
     ],
 )
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/customers", {}), ("/api/orders", {"customer_id": 1, "amount": "1.00"})],
+)
 def test_a_missing_or_bad_token_is_refused_as_drf_does(
-    api: WriteApi, authorization: str | None, detail: str
+    api: WriteApi, authorization: str | None, detail: str, path: str, body: Any
 ) -> None:
+    api.register(id=1)
+    before = api.head()
     headers = {} if authorization is None else {"Authorization": authorization}
-    response = api.client.post("/api/customers", json={}, headers=headers)
+    response = api.client.post(path, json=body, headers=headers)
     assert response.status_code == 401
     assert response.json() == {"detail": detail}
     assert response.headers["WWW-Authenticate"] == "Token"
-    assert api.head() == 1
+    assert api.head() == before
 
 
 def test_a_revoked_key_is_refused(api: WriteApi, container: Container) -> None:
@@ -476,19 +482,55 @@ def test_an_admin_key_may_write(api: WriteApi) -> None:
     admin = api.service.issue_api_key("ops", "admin").key
     response = api.post("/api/customers", {}, Authorization=f"Token {admin}")
     assert response.status_code == 201
+    order = {"customer_id": response.json()["id"], "amount": "1.00"}
+    assert api.post("/api/orders", order, Authorization=f"Token {admin}").status_code == 201
 
 
-def test_a_staff_key_is_forbidden_to_write(api: WriteApi) -> None:
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/customers", {"id": 2}), ("/api/orders", {"customer_id": 1, "amount": "1.00"})],
+)
+def test_a_staff_key_is_forbidden_to_write(api: WriteApi, path: str, body: Any) -> None:
+    api.register(id=1)
     staff = api.service.issue_api_key("support-desk", "staff").key
-    response = api.post("/api/customers", {"id": 1}, Authorization=f"Token {staff}")
+    before = api.head()
+    response = api.post(path, body, Authorization=f"Token {staff}")
     assert response.status_code == 403
     assert response.json() == {"detail": "You do not have permission to perform this action."}
-    assert api.head() == 2  # the two keys' events only
+    assert api.head() == before
 
 
 def test_credentials_are_checked_before_the_body(api: WriteApi) -> None:
     response = api.client.post("/api/orders", json={"amount": "nonsense"})
     assert response.status_code == 401
+
+
+def test_an_order_body_sent_without_a_json_content_type_is_still_read_exactly(
+    api: WriteApi,
+) -> None:
+    customer_id = api.register()
+    response = api.client.post(
+        "/api/orders",
+        content=f'{{"customer_id": {customer_id}, "amount": 0.1}}'.encode(),
+        headers=api.auth(**{"Content-Type": "application/json; charset=utf-8"}),
+    )
+    assert response.status_code == 201
+    assert str(api.service.get_order(response.json()["order_id"]).amount) == "0.10"
+
+
+def test_an_unexpected_failure_is_a_json_500_without_internals(
+    api: WriteApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customer_id = api.register()
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(api.service, "place_order", broken)
+    response = api.post("/api/orders", {"customer_id": customer_id, "amount": "1.00"})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error."}
+    assert "secret" not in response.text
 
 
 def test_the_openapi_document_lists_every_write_status(api: WriteApi) -> None:

@@ -92,3 +92,19 @@ def test_a_key_revoked_through_the_cli_is_refused_by_the_write_api_within_a_seco
         assert wait_until(refused, REVOCATION_BOUND_SECONDS)
     assert customers("tokens", "revoke", "shop", store_url=event_store_url).exit_code == 2
     assert customers("tokens", "revoke", "nobody", store_url=event_store_url).exit_code == 2
+
+
+def test_a_key_created_by_another_process_works_at_once(
+    event_store_url: str, container: Container
+) -> None:
+    first = container.write_service.issue_api_key("first", "producer").key
+    with TestClient(create_write_app(container), raise_server_exceptions=False) as client:
+        # The running app has just loaded its keys.
+        first_headers = {"Authorization": f"Token {first}"}
+        assert client.post("/api/customers", json={}, headers=first_headers).status_code == 201
+        # An operator creates a key elsewhere; the producer uses it immediately.
+        created = customers(
+            "tokens", "create", "--role", "producer", "--name", "new", store_url=event_store_url
+        )
+        headers = {"Authorization": f"Token {created.stdout.strip()}"}
+        assert client.post("/api/customers", json={}, headers=headers).status_code == 201
