@@ -140,16 +140,22 @@ def summarise(text: str, top: int = 10, process: str | None = None) -> dict[str,
         "top": rows,
         "top_total": callers,
         "packages": packages,
-        "reading": reading(packages),
+        "reading": reading(packages, rows),
     }
 
 
-def reading(packages: Sequence[dict[str, Any]]) -> str:
-    """One sentence naming where most samples were spent."""
+def reading(packages: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]] = ()) -> str:
+    """Where most samples were spent, by package and the single largest function."""
     if not packages:
         return ""
     shares = ", ".join(f"{p['package']} {p['self_pct']:.0f}%" for p in packages[:4])
-    return f"Samples by package (self time): {shares}."
+    text = f"Samples by package (self time): {shares}."
+    if rows:
+        text += (
+            f" The largest single cost is `{rows[0]['function']}` at "
+            f"{rows[0]['self_pct']:.0f}% of the samples."
+        )
+    return text
 
 
 def py_spy() -> str | None:
