@@ -276,15 +276,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     by_name = {part.name: part for part in PARTS}
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        print(f"error: unknown part {unknown[0]!r}; parts are {', '.join(by_name)}")
+        print(
+            f"error: unknown part {unknown[0]!r}; parts are {', '.join(by_name)}", file=sys.stderr
+        )
         return 2
     selected = [by_name[name] for name in names]
     if any(part.needs_wrk for part in selected) and shutil.which("wrk") is None:
-        print("error: wrk is not installed; install it (apt-get install -y wrk) and run again")
+        print(
+            "error: wrk is not installed; install it (apt-get install -y wrk) and run again",
+            file=sys.stderr,
+        )
         return 2
     problems = unreachable_servers()
     if problems:
-        print(f"error: {problems[0]}; set BENCH_POSTGRES_URL / BENCH_REDIS_URL")
+        print(f"error: {problems[0]}; set BENCH_POSTGRES_URL / BENCH_REDIS_URL", file=sys.stderr)
         return 2
 
     started_at = datetime.now(UTC)
