@@ -10,6 +10,7 @@ two cannot diverge.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -24,6 +25,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from edge.errors import INTERNAL_ERROR
+from edge.token_header import INVALID_TOKEN
 from projections.read_model import DOC_FIELD, ORDERS_FIELD, SPENT_FIELD, Keys, render_customer
 from read_side.auth import AccessRefusedError, authorize_reader
 from read_side.metrics import RequestMetrics
@@ -41,6 +43,7 @@ NOT_CAUGHT_UP = "The read model has not reached X-Min-Position yet; retry shortl
 BAD_MIN_POSITION = "X-Min-Position must be a non-negative integer."
 RETRY_AFTER_SECONDS = "1"
 MAX_CACHED_DECISIONS = 10_000
+BAD_POSITION = -1
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -113,28 +116,30 @@ class CustomerReader:
         if not state.is_fresh:
             # The cached keys may miss a revocation, so nobody is let in.
             return _error(503, UNAVAILABLE, _RETRY_AFTER)
-        grants = state.grants
-        if grants is not self._granted_for:
-            # New key data: forget every decision made on the old (revocation stays bounded).
-            self._granted, self._granted_for = {}, grants
-        try:
-            if authorization is None or authorization not in self._granted:
-                role = authorize_reader(authorization, grants)
-                if len(self._granted) < MAX_CACHED_DECISIONS:
-                    self._granted[authorization or ""] = role
-        except AccessRefusedError as refusal:
+        wanted = _min_position(min_position)
+        refusal = self._authorize(authorization)
+        if (
+            refusal is not None
+            and refusal.detail == INVALID_TOKEN
+            and wanted is not None
+            and wanted > state.position
+            and await state.wait_for(wanted, self._min_position_wait)
+        ):
+            # A key issued just before the write it waits for is not projected yet either.
+            with contextlib.suppress(StoreUnavailableError, RedisReplyError):
+                await state.refresh()
+            refusal = self._authorize(authorization)
+        if refusal is not None:
             if refusal.status == 401:
                 return _error(401, refusal.detail, _WWW_AUTHENTICATE)
             return _error(refusal.status, refusal.detail)
+        if wanted == BAD_POSITION:
+            return _error(422, BAD_MIN_POSITION)
         customer_id = parse_customer_id(segment)
         if customer_id is None:
             return _error(404, NOT_FOUND)
-        if min_position is not None:
-            wanted = min_position.strip()
-            if not wanted.isascii() or not wanted.isdigit() or len(wanted) > 19:
-                return _error(422, BAD_MIN_POSITION)
-            if not await state.wait_for(int(wanted), self._min_position_wait):
-                return _error(503, NOT_CAUGHT_UP, _RETRY_AFTER)
+        if wanted is not None and not await state.wait_for(wanted, self._min_position_wait):
+            return _error(503, NOT_CAUGHT_UP, _RETRY_AFTER)
         # Read the position before the record: the record is at least that new.
         position = state.position
         generation = state.generation
@@ -159,6 +164,32 @@ class CustomerReader:
             return Reply(304, headers, b"")
         headers.append(_JSON)
         return Reply(200, headers, body)
+
+    def _authorize(self, authorization: str | None) -> AccessRefusedError | None:
+        """None if the caller may read; the refusal otherwise (decisions cached per keys)."""
+        grants = self._state.grants
+        if grants is not self._granted_for:
+            # New key data: forget every decision made on the old (revocation stays bounded).
+            self._granted, self._granted_for = {}, grants
+        if authorization is not None and authorization in self._granted:
+            return None
+        try:
+            role = authorize_reader(authorization, grants)
+        except AccessRefusedError as refusal:
+            return refusal
+        if authorization is not None and len(self._granted) < MAX_CACHED_DECISIONS:
+            self._granted[authorization] = role
+        return None
+
+
+def _min_position(header: str | None) -> int | None:
+    """X-Min-Position as an int; None if absent; BAD_POSITION if not a non-negative int."""
+    if header is None:
+        return None
+    wanted = header.strip()
+    if not wanted.isascii() or not wanted.isdigit() or len(wanted) > 19:
+        return BAD_POSITION
+    return int(wanted)
 
 
 class CustomerFastPath:

@@ -124,7 +124,7 @@ def serve() -> None:
             target=projector.run, args=(stop,), name="projector", daemon=True
         )
         projector_thread.start()
-        app = create_app(container, redis_url)
+        app = create_app(container, redis_url, wake_projector=projector.notify)
         app.state.read_side.metrics.gauge(
             "projector_events_applied_total",
             "Events this process's projector has applied since it started",

@@ -157,7 +157,40 @@ def create_read_app(container: Container, redis_url: str | None = None) -> Servi
     return app
 
 
-def create_app(container: Container, redis_url: str | None = None) -> ServiceApp:
+class WakeOnWrite:
+    """ASGI middleware: after a successful write, wake the in-process projector at once.
+
+    Without it the projector finds new events at its next poll; with it a read that
+    waits for the write's position (X-Min-Position) is answered milliseconds sooner.
+    """
+
+    def __init__(self, app: Any, wake: Callable[[], None]) -> None:
+        self._app = app
+        self._wake = wake
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self._app(scope, receive, send)
+            return
+        succeeded = False
+
+        async def watching_send(message: Any) -> None:
+            nonlocal succeeded
+            if message["type"] == "http.response.start":
+                succeeded = 200 <= message["status"] < 300
+            await send(message)
+
+        await self._app(scope, receive, watching_send)
+        if succeeded:
+            self._wake()
+
+
+def create_app(
+    container: Container,
+    redis_url: str | None = None,
+    *,
+    wake_projector: Callable[[], None] | None = None,
+) -> ServiceApp:
     """All in one: the producers' API and the staff read API in one app."""
     read_side = build_read_side(container, redis_url)
     app = ServiceApp(
@@ -172,5 +205,7 @@ def create_app(container: Container, redis_url: str | None = None) -> ServiceApp
     app.include_router(write_router)
     app.add_middleware(FastOrderPlacement)
     _mount_read_side(app, read_side, _store_head(container))
+    if wake_projector is not None:
+        app.add_middleware(WakeOnWrite, wake=wake_projector)
     _document_validation_errors(app)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from runtime.container import Container
 from runtime.http import ServiceApp, create_app
 from runtime.settings import Settings
 from tests.support.live_app import serving
+from tests.support.waiting import wait_until
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,11 @@ def all_in_one(event_store_url: str, redis_url: str, redis_prefix: str) -> Itera
     try:
         admin_key = container.write_service.issue_api_key("e2e-admin", "admin").key
         projector.start()
-        app = create_app(container)
+        app = create_app(container, wake_projector=container.projector.notify)
         with serving(app) as base_url:
+            # Staff reads need the key projected; writes check the event store directly.
+            key_hash = hashlib.sha256(admin_key.encode()).hexdigest()
+            assert wait_until(lambda: key_hash in app.state.read_side.state.grants)
             yield Running(base_url, admin_key, container, app)
     finally:
         stop.set()

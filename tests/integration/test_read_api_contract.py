@@ -279,3 +279,27 @@ def test_keys_never_appear_in_logs(base_url: str, caplog: pytest.LogCaptureFixtu
     logged = caplog.text
     for key in (STAFF, REVOKED, "never-issued-key", PRODUCER):
         assert key not in logged
+
+
+def test_a_key_projected_with_the_awaited_write_is_accepted_after_the_wait(
+    base_url: str, store: tuple[redis.Redis, Keys]
+) -> None:
+    client, keys = store
+
+    # A new key and the write it reads for are projected together, 0.1 s from now.
+    def projector_applies() -> None:
+        put_api_key(client, keys, "brand-new-key", "staff", position=14)
+        set_applied_position(client, keys, 14)
+
+    later = threading.Timer(0.1, projector_applies)
+    later.start()
+    try:
+        response = get(base_url, "/api/customers/7", "brand-new-key", **{"X-Min-Position": "14"})
+    finally:
+        later.join()
+    assert response.status_code == 200
+
+
+def test_an_unknown_key_is_still_401_after_the_wait(base_url: str) -> None:
+    response = get(base_url, "/api/customers/7", "never-issued", **{"X-Min-Position": "11"})
+    assert_error(response, 401, INVALID_TOKEN)
