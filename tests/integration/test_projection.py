@@ -8,16 +8,19 @@ import logging
 import threading
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import redis
 from eventsourcing.persistence import StoredEvent
 from rich.console import Console
+from typer.testing import CliRunner
 
 from projections.events import UnprojectableEventError
 from projections.projector import Projector, record_skip
 from projections.read_model import Keys
 from projections.status import projection_status
+from runtime.cli import app
 from runtime.cli_demo import append_sample
 from tests.integration.test_projection_support import (
     all_projected,
@@ -165,3 +168,18 @@ def test_two_projectors_at_once_count_every_event_exactly_once(
         for thread in threads:
             thread.join()
         assert all_projected(client, keys) == folded(service)
+
+
+def test_project_skip_of_a_position_that_is_not_dead_lettered_is_a_one_line_error(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    env = {
+        "EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.sqlite'}",
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": redis_prefix,
+        "DATA_DIR": str(tmp_path / "data"),
+    }
+    result = CliRunner().invoke(app, ["project", "--skip", "12"], env=env)
+    assert result.exit_code == 2
+    assert "position 12 is not in the dead-letter list" in result.output
+    assert "Traceback" not in result.output
