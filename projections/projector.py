@@ -6,6 +6,9 @@ last position. Each script applies only the changes after the position its recor
 already applied, so a crash anywhere — before, inside or after the pipeline, before or
 after the position is recorded — only means a page is sent again, and nothing counts
 twice. No atomic step spans two customers' keys, so this holds on Redis Cluster too.
+
+A reader thread fetches, decodes and encodes the next page while this one is applied, so
+the event store's, Python's and Redis's work overlap.
 """
 
 from __future__ import annotations
