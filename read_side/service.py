@@ -94,6 +94,12 @@ async def readyz(request: Request) -> Response:
 )
 async def metrics(request: Request) -> Response:
     read_side: ReadSide = request.app.state.read_side
+    store_head: StoreHead | None = getattr(request.app.state, "store_head", None)
+    if store_head is not None:
+        try:
+            read_side.last_head = await asyncio.wait_for(run_in_threadpool(store_head), 2.0)
+        except Exception:  # the lag is then left out rather than stale
+            read_side.last_head = None
     return Response(
         read_side.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
