@@ -8,7 +8,8 @@ Run: python -m bench.write_throughput [--duration 10] [--connections 64] [--out 
    Only 201 responses count; any other status is reported.
 3. In the same run and database, the library's own in-process Application.save rate is
    measured for the same events (one Order.Placed per save), from one thread and from as
-   many threads as the server's pool, so the HTTP number has its ceiling beside it.
+   many threads as the server's pool; and, for the ceiling a group commit can approach,
+   64 orders per save. The headline ratio compares HTTP with one order per save.
 Results go to bench/results/write.json.
 """
 
@@ -36,11 +37,13 @@ from bench.common import RESULTS_DIR, fresh_postgres_database, write_json
 from bench.common_machine import describe_machine
 from runtime.settings import event_store_env
 from write_side.application import CustomerService
+from write_side.domain.customer import Customer
 from write_side.domain.order import Order
 
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOMERS = 1000
-WARM_UP_SECONDS = 1.0
+WARM_UP_SECONDS = 2.0
+BATCHED_SAVE = 64  # orders per Application.save call: what a group commit does
 
 
 def free_port() -> int:
@@ -55,8 +58,11 @@ def prepare(store_url: str) -> str:
     service = CustomerService(event_store_env(store_url))
     try:
         key = service.issue_api_key("bench-producer", "producer").key
-        for customer_id in range(1, CUSTOMERS + 1):
-            service.register_customer(customer_id, {"first_name": f"Customer {customer_id}"})
+        customers = [
+            Customer.register(customer_id, {"first_name": f"Customer {customer_id}"})
+            for customer_id in range(1, CUSTOMERS + 1)
+        ]
+        service.save(*customers)
         return key
     finally:
         service.close()
@@ -87,6 +93,15 @@ def start_server(store_url: str, port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
     server.terminate()
     raise SystemExit("write-api did not start listening within 30 s")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used so far (Linux), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Load:
@@ -133,16 +148,21 @@ async def one_connection(
         writer.close()
 
 
-async def http_load(port: int, key: str, connections: int, duration: float) -> dict[str, Any]:
+async def http_load(
+    port: int, key: str, connections: int, duration: float, server_pid: int
+) -> dict[str, Any]:
     load = Load()
     stop_at = time.monotonic() + WARM_UP_SECONDS + duration
+    server_cpu: list[float | None] = []
 
     async def measure() -> float:
         await asyncio.sleep(WARM_UP_SECONDS)
         load.measuring = True
+        server_cpu.append(cpu_seconds(server_pid))
         started = time.monotonic()
         await asyncio.sleep(duration)
         load.measuring = False
+        server_cpu.append(cpu_seconds(server_pid))
         return time.monotonic() - started
 
     clock = asyncio.create_task(measure())
@@ -158,7 +178,11 @@ async def http_load(port: int, key: str, connections: int, duration: float) -> d
     def quantile(q: float) -> float | None:
         return round(latencies[int(q * (len(latencies) - 1))], 2) if latencies else None
 
+    cpu_ms_per_order = None
+    if None not in server_cpu and load.created:
+        cpu_ms_per_order = round((server_cpu[1] - server_cpu[0]) * 1000 / load.created, 3)  # type: ignore[operator]
     return {
+        "server_cpu_ms_per_order": cpu_ms_per_order,
         "orders": load.created,
         "seconds": round(elapsed, 3),
         "orders_per_s": round(load.created / elapsed, 1),
@@ -175,8 +199,8 @@ class Baseline(Application[UUID]):
     name = "baseline"
 
 
-def save_rate(store_url: str, threads: int, duration: float) -> dict[str, Any]:
-    """Application.save of one Order.Placed per call, from `threads` threads, for `duration`."""
+def save_rate(store_url: str, threads: int, duration: float, per_call: int = 1) -> dict[str, Any]:
+    """Application.save of `per_call` new orders per call from `threads` threads."""
     app = Baseline(event_store_env(store_url))
     saved = [0] * threads
     when = datetime.now(UTC)
@@ -185,9 +209,12 @@ def save_rate(store_url: str, threads: int, duration: float) -> dict[str, Any]:
     def run(index: int) -> None:
         customer_id = 1 + index
         while not stop.is_set():
-            order = Order.place(uuid.uuid4().hex, customer_id, Decimal("12.34"), when)
-            app.save(order)
-            saved[index] += 1
+            orders = [
+                Order.place(uuid.uuid4().hex, customer_id, Decimal("12.34"), when)
+                for _ in range(per_call)
+            ]
+            app.save(*orders)
+            saved[index] += per_call
 
     workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
     started = time.monotonic()
@@ -224,7 +251,11 @@ def iter_pages(service: CustomerService, topic: str) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
-    parser.add_argument("--connections", type=int, default=64, help="concurrent HTTP clients")
+    parser.add_argument(
+        "--connections",
+        default="64,256",
+        help="concurrent HTTP clients; a comma-separated list measures each in turn",
+    )
     parser.add_argument("--pool-size", type=int, default=10, help="server's PostgreSQL pool")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "write.json")
     args = parser.parse_args(argv)
@@ -234,14 +265,20 @@ def main(argv: list[str] | None = None) -> int:
         key = prepare(store_url)
         port = free_port()
         server = start_server(store_url, port)
+        sweep = []
         try:
-            http = asyncio.run(http_load(port, key, args.connections, args.duration))
+            for connections in (int(text) for text in args.connections.split(",")):
+                sweep.append(
+                    asyncio.run(http_load(port, key, connections, args.duration, server.pid))
+                )
         finally:
             server.terminate()
             server.wait(timeout=30)
+        http = max(sweep, key=lambda run: float(run["orders_per_s"]))
         recorded = stored_orders(store_url)
         single = save_rate(store_url, 1, args.duration / 2)
         pooled = save_rate(store_url, args.pool_size, args.duration / 2)
+        batched = save_rate(store_url, 1, args.duration / 2, per_call=BATCHED_SAVE)
 
     best_save = max(single["saves_per_s"], pooled["saves_per_s"])
     results = {
@@ -250,9 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         "http_vs_save_ratio": round(http["orders_per_s"] / best_save, 3),
         "store": f"PostgreSQL (fresh database, one uvicorn worker, pool_size {args.pool_size})",
         "http": http,
+        "http_sweep": sweep,
         "orders_in_store_after_http": recorded,
         "save_single_thread": single,
         f"save_{args.pool_size}_threads": pooled,
+        f"save_{BATCHED_SAVE}_orders_per_call": batched,
         "machine": describe_machine(),
         "load_average_1m_after": round(os.getloadavg()[0], 2),
         "command": "python -m bench.write_throughput " + " ".join(argv or sys.argv[1:]),
@@ -260,10 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out, results)
     print(orjson.dumps({k: results[k] for k in list(results)[:4]}).decode())
     print(
-        f"HTTP: {http['orders_per_s']:,.0f} orders/s ({args.connections} connections, "
+        f"HTTP: {http['orders_per_s']:,.0f} orders/s ({http['connections']} connections, "
         f"p50 {http['p50_ms']} ms, p99 {http['p99_ms']} ms, other statuses "
-        f"{http['other_statuses'] or 'none'}); Application.save: {single['saves_per_s']:,.0f}/s "
-        f"on 1 thread, {pooled['saves_per_s']:,.0f}/s on {args.pool_size}; "
+        f"{http['other_statuses'] or 'none'}; server CPU {http['server_cpu_ms_per_order']} "
+        f"ms/order); Application.save: {single['saves_per_s']:,.0f}/s "
+        f"on 1 thread, {pooled['saves_per_s']:,.0f}/s on {args.pool_size}, "
+        f"{batched['saves_per_s']:,.0f}/s at {BATCHED_SAVE} per call; "
         f"ratio HTTP/save {results['http_vs_save_ratio']}"
     )
     return 0

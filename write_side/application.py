@@ -16,8 +16,9 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from write_side.customer_status import CustomerStatuses
 from write_side.domain.api_key import ApiKey, hash_key, new_secret_key
-from write_side.domain.customer import Customer, Profile
+from write_side.domain.customer import Customer, CustomerInactiveError, Profile
 from write_side.domain.idempotency import IdempotencyRecord
 from write_side.domain.ids import (
     api_key_stream_id,
@@ -27,7 +28,7 @@ from write_side.domain.ids import (
 )
 from write_side.domain.order import Order
 from write_side.group_commit import GroupCommit
-from write_side.store_queries import position_of
+from write_side.store_queries import position_of, topics_after
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -95,6 +96,7 @@ class CustomerService(Application[UUID]):
         super().__init__(env)
         self._ids = _CustomerIdAllocator(self._customer_exists)
         self._group_commit = GroupCommit(lambda events: self.save(*events))
+        self._statuses = CustomerStatuses(lambda streams: topics_after(self.recorder, streams))
         self._in_flight: set[tuple[str, str]] = set()
         self._in_flight_lock = threading.Lock()
 
@@ -178,9 +180,12 @@ class CustomerService(Application[UUID]):
         when = placed_at or datetime.now(UTC)
 
         def decide(retrying: bool) -> Decision:
-            # Only read here, never saved: no copy of the cached customer is needed.
-            customer = self._customer(customer_id, copy=False)
-            customer.check_is_active()
+            # The customer is only read, as of after the request arrived (shared queries).
+            active = self._statuses.is_active(customer_id)
+            if active is None:
+                raise CustomerNotFoundError(customer_id)
+            if not active:
+                raise CustomerInactiveError(customer_id)
             # A taken order id shows up as a conflict on save; only then is it looked up.
             if retrying and self._exists(order_stream_id(new_order_id)):
                 raise OrderIdTakenError(new_order_id)
@@ -355,20 +360,17 @@ class CustomerService(Application[UUID]):
             raise LookupError(f"no stored event {stream_id} v{version}")
         return position
 
-    def _customer(self, customer_id: int, copy: bool = True) -> Customer:
+    def _customer(self, customer_id: int) -> Customer:
         return self._load(
-            Customer,
-            customer_stream_id(customer_id),
-            CustomerNotFoundError(customer_id),
-            copy=copy,
+            Customer, customer_stream_id(customer_id), CustomerNotFoundError(customer_id)
         )
 
     def _order(self, order_id: str) -> Order:
         return self._load(Order, order_stream_id(order_id), OrderNotFoundError(order_id))
 
-    def _load(self, kind: type[A], stream_id: UUID, missing: Exception, copy: bool = True) -> A:
+    def _load(self, kind: type[A], stream_id: UUID, missing: Exception) -> A:
         try:
-            aggregate: Aggregate = self.repository.get(stream_id, deepcopy_from_cache=copy)
+            aggregate: Aggregate = self.repository.get(stream_id)
         except AggregateNotFoundError:
             raise missing from None
         if not isinstance(aggregate, kind):

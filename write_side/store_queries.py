@@ -1,8 +1,8 @@
-"""Store details the library does not cover: a position lookup, a fail-fast recorder."""
+"""Store details the library does not cover: position and topic lookups, a fail-fast recorder."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -57,3 +57,41 @@ class FailFastPostgresApplicationRecorder(PostgresApplicationRecorder):
     select_events = _fail_fast(PostgresApplicationRecorder.select_events)
     select_notifications = _fail_fast(PostgresApplicationRecorder.select_notifications)
     max_notification_id = _fail_fast(PostgresApplicationRecorder.max_notification_id)
+
+
+def topics_after(
+    recorder: ApplicationRecorder, streams: Sequence[tuple[UUID, int]]
+) -> list[tuple[UUID, int, str]]:
+    """(stream, version, topic) of every event after a known version, for many streams.
+
+    One query on PostgreSQL; ordered by stream, then version. No event state is read.
+    """
+    if not streams:
+        return []
+    if isinstance(recorder, PostgresApplicationRecorder):
+        query = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic FROM {}.{} AS e "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS known(id, version) "
+            "ON e.originator_id = known.id AND e.originator_version > known.version "
+            "ORDER BY e.originator_id, e.originator_version"
+        ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+        ids = [stream for stream, _ in streams]
+        versions = [version for _, version in streams]
+        with recorder.datastore.transaction(commit=False) as curs:
+            curs.execute(query, (ids, versions), prepare=True)
+            return [
+                (row["originator_id"], int(row["originator_version"]), row["topic"])
+                for row in curs.fetchall()
+            ]
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        statement = (
+            f"SELECT originator_version, topic FROM {recorder.events_table_name} "  # noqa: S608
+            "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version"
+        )
+        found: list[tuple[UUID, int, str]] = []
+        with recorder.datastore.transaction(commit=False) as c:
+            for stream, version in sorted(streams):
+                c.execute(statement, (stream.hex, version))
+                found += [(stream, int(row[0]), str(row[1])) for row in c.fetchall()]
+        return found
+    raise TypeError(f"unsupported recorder {type(recorder).__name__}")

@@ -19,8 +19,8 @@ import pytest
 from runtime.container import Container
 from runtime.http import create_write_app
 from runtime.settings import Settings, event_store_env
-from write_side.application import CustomerService, Written
-from write_side.domain.customer import Customer
+from write_side.application import CustomerNotFoundError, CustomerService, Written
+from write_side.domain.customer import Customer, CustomerInactiveError
 from write_side.domain.order import Order, OrderCancelledError, RefundExceedsAmountError
 
 T = TypeVar("T")
@@ -195,3 +195,30 @@ def test_a_cancel_racing_refunds_never_counts_money_twice(service: CustomerServi
     # What the order counted is removed exactly once: amount - refunds - removed == 0.
     refunded = sum((e.amount for e in refunds), Decimal("0.00"))
     assert Decimal("10.00") - refunded - cancels[0].amount_removed == 0
+
+
+def test_a_customer_deactivated_by_another_process_cannot_order_here(
+    event_store_url: str,
+) -> None:
+    here = CustomerService(event_store_env(event_store_url))
+    elsewhere = CustomerService(event_store_env(event_store_url))
+    try:
+        # This process has seen the customer active, and placed an order.
+        here.register_customer(1, {})
+        here.place_order(1, Decimal("1.00"))
+        # Another process deactivates the customer.
+        elsewhere.deactivate_customer(1)
+        # The next order here reads the store afresh and is refused.
+        with pytest.raises(CustomerInactiveError):
+            here.place_order(1, Decimal("1.00"))
+        elsewhere.reactivate_customer(1)
+        here.place_order(1, Decimal("1.00"))
+        with pytest.raises(CustomerNotFoundError):
+            here.place_order(2, Decimal("1.00"))
+        # A customer registered elsewhere can order here at once.
+        elsewhere.register_customer(2, {})
+        here.place_order(2, Decimal("1.00"))
+        assert len(events_of(here, Order.Placed.TOPIC)) == 3
+    finally:
+        here.close()
+        elsewhere.close()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from write_side.domain.customer import (
+    ACTIVE_AFTER,
     PROFILE_FIELDS,
     Customer,
     CustomerAlreadyActiveError,
@@ -92,3 +93,30 @@ def test_a_reactivated_customer_is_active_again() -> None:
     customer.reactivate()
     customer.check_is_active()
     assert customer.is_active
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [
+        [],
+        ["deactivate"],
+        ["deactivate", "reactivate"],
+        ["login", "deactivate", "update", "reactivate", "login", "deactivate"],
+        ["update", "login", "login"],
+    ],
+)
+def test_the_status_told_by_event_topics_matches_the_aggregate(commands: list[str]) -> None:
+    customer = Customer.register(5, {})
+    for command in commands:
+        if command == "deactivate":
+            customer.deactivate()
+        elif command == "reactivate":
+            customer.reactivate()
+        elif command == "login":
+            customer.record_login(datetime(2026, 1, 1, tzinfo=UTC))
+        else:
+            customer.update_profile({"notes": command + str(len(customer.pending_events))})
+    active: bool | None = None
+    for event in customer.collect_events():
+        active = ACTIVE_AFTER.get(type(event).TOPIC, active)  # type: ignore[attr-defined]
+    assert active is customer.is_active

@@ -127,6 +127,16 @@ class Customer(Aggregate):
             raise CustomerInactiveError(self.customer_id)
 
 
+# Whether a customer may order after each kind of event (by stable topic); events not
+# listed leave it as it was. Lets the write side know a customer's status from the
+# topics of its stream alone; kept equal to the aggregate's `is_active` by a test.
+ACTIVE_AFTER: dict[str, bool] = {
+    Customer.Registered.TOPIC: True,
+    Customer.Deactivated.TOPIC: False,
+    Customer.Reactivated.TOPIC: True,
+}
+
+
 def check_known_fields(profile: Profile) -> None:
     unknown = set(profile) - set(PROFILE_FIELDS)
     if unknown:

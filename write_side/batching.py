@@ -1,0 +1,102 @@
+"""Leader/follower batching: concurrent callers share one round trip to the store.
+
+Each caller enqueues its item. A caller that finds no batch in progress becomes the
+leader: it takes everything waiting, processes it as one batch and settles every call.
+Callers that arrived meanwhile wait; when the leader is done, it hands the lead to the
+first of them (so the leader can answer its own request) and that caller processes the
+next batch. Every item is processed by a batch that started after it was enqueued.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Call(Generic[T, R]):
+    """One caller's item, and then its result or error."""
+
+    __slots__ = ("error", "has_result", "item", "promoted", "result", "settled")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.result: R | None = None
+        self.has_result = False
+        self.error: BaseException | None = None
+        self.promoted = False
+        self.settled = threading.Event()
+
+    def succeed(self, result: R) -> None:
+        self.result, self.has_result, self.promoted = result, True, False
+        self.settled.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error, self.promoted = error, False
+        self.settled.set()
+
+
+class Batching(ABC, Generic[T, R]):
+    """Subclasses say how one batch is processed; this class coordinates the callers."""
+
+    def __init__(self, max_batch: int) -> None:
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._waiting: list[Call[T, R]] = []
+        self._leading = False
+
+    def submit(self, item: T) -> R:
+        call: Call[T, R] = Call(item)
+        with self._lock:
+            self._waiting.append(call)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            call.settled.wait()
+            if not call.promoted:
+                return self._outcome(call)
+        self._lead()
+        return self._outcome(call)
+
+    @abstractmethod
+    def process(self, batch: list[Call[T, R]]) -> None:
+        """Settle every call of the batch (succeed or fail); must not raise."""
+
+    def batch_weight(self, item: T) -> int:
+        return 1
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch: list[Call[T, R]] = []
+            weight = 0
+            while self._waiting and (
+                not batch or weight + self.batch_weight(self._waiting[0].item) <= self._max_batch
+            ):
+                call = self._waiting.pop(0)
+                batch.append(call)
+                weight += self.batch_weight(call.item)
+        try:
+            self.process(batch)
+        except BaseException as error:
+            for call in batch:
+                if not call.settled.is_set() or call.promoted:
+                    call.fail(error)
+            raise
+        finally:
+            with self._lock:
+                if self._waiting:
+                    successor = self._waiting[0]
+                    successor.promoted = True
+                    successor.settled.set()
+                else:
+                    self._leading = False
+
+    @staticmethod
+    def _outcome(call: Call[T, R]) -> R:
+        if call.error is not None:
+            raise call.error
+        assert call.has_result
+        return call.result  # type: ignore[return-value]
