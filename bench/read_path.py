@@ -9,6 +9,7 @@ per customer for baseline (c). Endpoints, each in its own process, one uvicorn w
 uvloop and httptools:
 
     ours      `customers read-api` (the production command), staff key
+    ours_via_fastapi  the same app with its ASGI fast path off (FastAPI routing)
     bare      (a) FastAPI returning a constant dict
     hgetall   (b) FastAPI + redis.asyncio HGETALL returning the hash
     postgres  (c) FastAPI + PostgreSQL COUNT/SUM over the orders table
@@ -250,6 +251,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             ports[name] = free_port()
             command = [sys.executable, "-m", "uvicorn", target, "--port", str(ports[name])]
             servers.enter_context(running(command + UVICORN_FLAGS, base_env, ports[name], probe))
+        # The same app without its fast path: what skipping the framework is worth.
+        ports["ours_via_fastapi"] = free_port()
+        command = [
+            sys.executable, "-m", "uvicorn", "bench.read_baselines.ours_without_fast_path:app",
+            "--port", str(ports["ours_via_fastapi"]), "--no-proxy-headers", *UVICORN_FLAGS,
+        ]  # fmt: skip
+        servers.enter_context(running(command, ours_env, ports["ours_via_fastapi"], probe))
 
         for port in ports.values():
             run_wrk(port, script, headline, WARM_UP_SECONDS)
