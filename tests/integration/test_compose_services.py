@@ -109,7 +109,7 @@ def test_the_roles_carry_a_write_through_the_projector_to_the_read_api(
             )
             return response.status_code == 200
 
-        assert wait_until(served, deadline=30), (
+        assert wait_until(served, deadline=60), (
             f"the read API never served customer {customer_id}\n"
             f"projector log:\n{projector.log_tail()}\nread-api log:\n{read_api.log_tail()}"
         )

@@ -29,7 +29,7 @@ from tests.support.waiting import wait_until
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 STORE_SERVICES = ("postgres", "redis")
-START_DEADLINE_SECONDS = 30.0
+START_DEADLINE_SECONDS = 60.0
 
 
 def compose_services() -> dict[str, dict[str, Any]]:
