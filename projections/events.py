@@ -30,6 +30,7 @@ PLACED, CANCELLED, REFUNDED = "O", "C", "F"
 
 PROFILE_INDEX = {name: index for index, name in enumerate(PROFILE_FIELDS)}
 _PROFILE_NAMES = frozenset(PROFILE_FIELDS)
+_TEXT_OR_NULL = frozenset({str, type(None)})
 MAX_CUSTOMER_ID = 2**63 - 1
 
 
@@ -201,8 +202,8 @@ def _key_hash(state: dict[str, Any]) -> str:
 def _registered(position: int, state: dict[str, Any]) -> CustomerChange:
     profile = _profile(state, "profile")
     values = tuple(map(profile.get, PROFILE_FIELDS))
-    for name, value in zip(PROFILE_FIELDS, values, strict=True):
-        if value is not None and type(value) is not str:
+    if not _TEXT_OR_NULL.issuperset(map(type, values)):
+        for name, value in zip(PROFILE_FIELDS, values, strict=True):
             _profile_value(name, value)  # raises, naming the field
     joined = _time(state, "timestamp")
     return CustomerChange(position, _customer_id(state), REGISTERED, value=(joined, values))

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import hiredis
 import orjson
 import redis
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Tracking
@@ -61,7 +62,7 @@ Fault = Callable[[str], None]
 class DecodedPage(NamedTuple):
     """A page made ready in the reader thread: script arguments per customer."""
 
-    customers: list[tuple[int, list[bytes]]]  # (customer id, its script's arguments)
+    customers: list[tuple[int, list[str | int]]]  # (customer id, its script's arguments)
     keys_ops: bytes | None
     generation: int  # the generation `commands` were encoded for
     commands: list[bytes]  # the page's scripts in the Redis protocol
@@ -70,7 +71,7 @@ class DecodedPage(NamedTuple):
     poison: UnprojectableEventError | None
 
 
-def _customer_args(changes: list[CustomerChange]) -> list[bytes]:
+def _customer_args(changes: list[CustomerChange]) -> list[str | int]:
     """The customer script's arguments: the last position, then each change, flat."""
     totals: list[tuple[int, int]] = []
     spent = orders = 0
@@ -79,30 +80,21 @@ def _customer_args(changes: list[CustomerChange]) -> list[bytes]:
         orders += change.orders
         totals.append((spent, orders))
     totals.reverse()
-    args = [str(changes[-1].position).encode()]
+    args: list[str | int] = [changes[-1].position]
     for change, (spent_from_here, orders_from_here) in zip(changes, totals, strict=True):
         kind = change.kind
-        args += (
-            str(change.position).encode(),
-            kind.encode(),
-            str(spent_from_here).encode(),
-            str(orders_from_here).encode(),
-        )
+        args += (change.position, kind, spent_from_here, orders_from_here)
         if kind == REGISTERED:
             joined, profile = change.value
-            args.append(joined.encode())
-            args += [_tagged(value) for value in profile]
+            args.append(joined)
+            args += ["" if value is None else "=" + value for value in profile]
         elif kind == PROFILE_UPDATED:
-            args.append(str(len(change.value)).encode())
+            args.append(len(change.value))
             for index, value in change.value:
-                args += (str(index).encode(), _tagged(value))
+                args += (index, "" if value is None else "=" + value)
         elif kind == LOGGED_IN:
-            args.append(change.value.encode())
+            args.append(change.value)
     return args
-
-
-def _tagged(value: str | None) -> bytes:
-    return b"" if value is None else b"=" + value.encode()
 
 
 def _key_ops(changes: list[KeyChange]) -> bytes:
@@ -111,13 +103,11 @@ def _key_ops(changes: list[KeyChange]) -> bytes:
     )
 
 
-def _evalsha(sha: bytes, key: bytes, *args: bytes) -> bytes:
-    """EVALSHA sha 1 key args... in the Redis protocol (RESP)."""
-    parts = [b"EVALSHA", sha, b"1", key, *args]
-    encoded = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        encoded.append(b"$%d\r\n%s\r\n" % (len(part), part))
-    return b"".join(encoded)
+def _evalsha(sha: str, key: str, *args: str | int | bytes) -> bytes:
+    """EVALSHA sha 1 key args... in the Redis protocol (RESP), encoded by hiredis in C."""
+    command: Any = ("EVALSHA", sha, 1, key, *args)  # hiredis's stub types it too narrowly
+    packed: bytes = hiredis.pack_command(command)
+    return packed
 
 
 class ProjectionStoreError(Exception):
@@ -274,17 +264,18 @@ class Projector:
             raise page.poison
 
     def _encode(
-        self, generation: int, customers: list[tuple[int, list[bytes]]], keys_ops: bytes | None
+        self,
+        generation: int,
+        customers: list[tuple[int, list[str | int]]],
+        keys_ops: bytes | None,
     ) -> list[bytes]:
-        prefix = f"{self.keys.prefix}:g{generation}:c:".encode()
-        sha = apply_customer.sha.encode()
+        prefix = f"{self.keys.prefix}:g{generation}:c:"
+        sha = apply_customer.sha
         commands = [
-            _evalsha(sha, prefix + str(customer_id).encode(), *args)
-            for customer_id, args in customers
+            _evalsha(sha, prefix + str(customer_id), *args) for customer_id, args in customers
         ]
         if keys_ops is not None:
-            index = self.keys.api_keys(generation).encode()
-            commands.append(_evalsha(apply_keys.sha.encode(), index, keys_ops))
+            commands.append(_evalsha(apply_keys.sha, self.keys.api_keys(generation), keys_ops))
         return commands
 
     def _apply(self, page: DecodedPage) -> None:
