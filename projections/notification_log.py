@@ -51,7 +51,7 @@ def _postgres_reader(recorder: ApplicationRecorder) -> ReadPage | None:
 
     def read(after: int, limit: int) -> list[Row]:
         with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(statement, (after, limit), prepare=True)
+            curs.execute(statement, (after, limit), prepare=True, binary=True)
             rows: list[Row] = curs.fetchall()
             return rows
 
