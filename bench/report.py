@@ -22,6 +22,7 @@ README_END = "<!-- bench:end -->"
 
 ENDPOINT_LABELS = {
     "ours": "our endpoint (`GET /api/customers/{id}`)",
+    "ours_via_fastapi": "our endpoint with its fast path off (FastAPI routing)",
     "bare": "bare FastAPI, constant JSON",
     "hgetall": "FastAPI + Redis HGETALL",
     "postgres": "FastAPI + PostgreSQL COUNT/SUM",
@@ -54,6 +55,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def endpoint_order(name: str) -> int:
+    """Known endpoints in the order of ENDPOINT_LABELS, any others after them."""
+    names = list(ENDPOINT_LABELS)
+    return names.index(name) if name in names else len(names)
 
 
 def machine_label(machine: dict[str, Any]) -> str:
@@ -147,7 +154,7 @@ def read_section(results: dict[str, Any], images: dict[str, str]) -> str:
             fmt_number(values.get("p99_ms"), 2),
             fmt_number(values.get("non_2xx", 0)),
         ]
-        for name, values in endpoints.items()
+        for name, values in sorted(endpoints.items(), key=lambda item: endpoint_order(item[0]))
     ]
     parts = [
         f"wrk, {connections} connections, random ids over "
