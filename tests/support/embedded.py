@@ -124,23 +124,29 @@ def _start_with_retries(
     for _ in range(PORT_ATTEMPTS):
         port = free_port()
         process = launch(port, log)
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                failure = f"exited with {process.returncode}"
-                break
-            if ready(port):
-                server = EmbeddedServer(name, url(port), process, folder, stop_signal)
-                atexit.register(server.stop)
-                return server
-            time.sleep(0.1)
-        else:
+        failure = _wait_ready(process, ready, port)
+        if not failure:
+            server = EmbeddedServer(name, url(port), process, folder, stop_signal)
+            atexit.register(server.stop)
+            return server
+        if process.poll() is None:  # alive but not ready in time: no retry will help
             process.kill()
             process.wait()
-            failure = f"not ready within {START_TIMEOUT_SECONDS:.0f} s"
             break
     shutil.rmtree(folder, ignore_errors=True)
     raise EmbeddedServerError(f"embedded {name} {failure}; log tail:\n{_log_tail(log)}")
+
+
+def _wait_ready(process: subprocess.Popen[bytes], ready: Callable[[int], bool], port: int) -> str:
+    """ "" when the server answers; else why not."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return f"exited with {process.returncode}"
+        if ready(port):
+            return ""
+        time.sleep(0.1)
+    return f"not ready within {START_TIMEOUT_SECONDS:.0f} s"
 
 
 # PostgreSQL
