@@ -3,9 +3,10 @@
 Run: python -m bench.write_throughput [--duration 10] [--connections 64] [--out PATH]
 
 1. A fresh PostgreSQL database gets a producer key and a set of customers.
-2. `customers write-api` (one uvicorn worker) serves it on a free loopback port; a raw
-   asyncio HTTP/1.1 client with keep-alive connections POSTs /api/orders for a fixed time.
-   Only 201 responses count; any other status is reported.
+2. `customers write-api` (one uvicorn worker) serves it on a free loopback port; wrk (or,
+   without it, a raw asyncio HTTP/1.1 client) POSTs /api/orders over keep-alive
+   connections for a fixed time, after a warm-up, once per connection count. Only 201
+   responses count; anything else is reported, with the server's CPU time per order.
 3. In the same run and database, the library's own in-process Application.save rate is
    measured for the same events (one Order.Placed per save), from one thread and from as
    many threads as the server's pool; and, for the ceiling a group commit can approach,
@@ -18,9 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -44,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CUSTOMERS = 1000
 WARM_UP_SECONDS = 2.0
 BATCHED_SAVE = 64  # orders per Application.save call: what a group commit does
+SERVICE_THREADS = 256  # as many as the order fast path's threads
 
 
 def free_port() -> int:
@@ -193,6 +198,73 @@ async def http_load(
     }
 
 
+WRK_SCRIPT = """
+local headers = {{ ["Authorization"] = "Token {key}", ["Content-Type"] = "application/json" }}
+local customer = 0
+request = function()
+  customer = customer % {customers} + 1
+  local body = '{{"customer_id":' .. customer .. ',"amount":"12.34"}}'
+  return wrk.format("POST", "/api/orders", headers, body)
+end
+"""
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk_ms(text: str | None) -> float | None:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text or "")
+    return round(float(match[1]) * _WRK_UNITS[match[2]], 2) if match else None
+
+
+def wrk_load(
+    port: int, key: str, connections: int, duration: float, server_pid: int
+) -> dict[str, Any]:
+    """The same load from wrk (C, one thread), so the client takes little of the CPU."""
+    with tempfile.TemporaryDirectory() as directory:
+        script = Path(directory) / "orders.lua"
+        script.write_text(WRK_SCRIPT.format(key=key, customers=CUSTOMERS))
+
+        def run(seconds: float) -> str:
+            command = [
+                "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+                "--timeout", "10s",
+                "-s", str(script), f"http://127.0.0.1:{port}",
+            ]  # fmt: skip
+            return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+        run(WARM_UP_SECONDS)
+        cpu_before = cpu_seconds(server_pid)
+        output = run(duration)
+        cpu_after = cpu_seconds(server_pid)
+    requests = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", output)[1])  # type: ignore[index]
+    elapsed_match = re.search(r"requests in ([\d.]+)(us|ms|s)", output)
+    elapsed = (
+        (_wrk_ms(elapsed_match[1] + elapsed_match[2]) or 0) / 1000 if elapsed_match else duration
+    )
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    failed = int(non_2xx[1]) if non_2xx else 0
+    created = requests - failed
+    percentiles = {
+        int(match[1]): match[2]
+        for match in re.finditer(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE)
+    }
+    cpu_ms = None
+    if cpu_before is not None and cpu_after is not None and created:
+        cpu_ms = round((cpu_after - cpu_before) * 1000 / created, 3)
+    return {
+        "client": "wrk",
+        "server_cpu_ms_per_order": cpu_ms,
+        "orders": created,
+        "seconds": round(elapsed, 3),
+        "orders_per_s": round(created / elapsed, 1),
+        "other_statuses": {"non_2xx": failed} if failed else {},
+        "p50_ms": _wrk_ms(percentiles.get(50)),
+        "p99_ms": _wrk_ms(percentiles.get(99)),
+        "connections": connections,
+        "socket_errors": socket_errors[1] if socket_errors else None,
+    }
+
+
 class Baseline(Application[UUID]):
     """The library's Application, nothing of ours but the event class."""
 
@@ -230,6 +302,38 @@ def save_rate(store_url: str, threads: int, duration: float, per_call: int = 1) 
     return {"saves": total, "seconds": round(elapsed, 3), "saves_per_s": round(total / elapsed, 1)}
 
 
+def service_rate(store_url: str, threads: int, duration: float) -> dict[str, Any]:
+    """CustomerService.place_order from `threads` threads in process: the path without HTTP."""
+    service = CustomerService(event_store_env(store_url))
+    placed = [0] * threads
+    stop = threading.Event()
+
+    def run(index: int) -> None:
+        customer_id = index % CUSTOMERS
+        while not stop.is_set():
+            customer_id = customer_id % CUSTOMERS + 1
+            service.place_order(customer_id, Decimal("12.34"))
+            placed[index] += 1
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    time.sleep(duration)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    elapsed = time.monotonic() - started
+    service.close()
+    total = sum(placed)
+    return {
+        "orders": total,
+        "threads": threads,
+        "seconds": round(elapsed, 3),
+        "orders_per_s": round(total / elapsed, 1),
+    }
+
+
 def stored_orders(store_url: str) -> int:
     service = CustomerService(event_store_env(store_url))
     try:
@@ -257,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
         help="concurrent HTTP clients; a comma-separated list measures each in turn",
     )
     parser.add_argument("--pool-size", type=int, default=10, help="server's PostgreSQL pool")
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "asyncio"],
+        default="wrk" if shutil.which("wrk") else "asyncio",
+        help="load generator: wrk (default when installed) or the built-in asyncio client",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "write.json")
     args = parser.parse_args(argv)
 
@@ -268,9 +378,11 @@ def main(argv: list[str] | None = None) -> int:
         sweep = []
         try:
             for connections in (int(text) for text in args.connections.split(",")):
-                sweep.append(
-                    asyncio.run(http_load(port, key, connections, args.duration, server.pid))
-                )
+                if args.client == "wrk":
+                    run = wrk_load(port, key, connections, args.duration, server.pid)
+                else:
+                    run = asyncio.run(http_load(port, key, connections, args.duration, server.pid))
+                sweep.append(run)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -279,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         single = save_rate(store_url, 1, args.duration / 2)
         pooled = save_rate(store_url, args.pool_size, args.duration / 2)
         batched = save_rate(store_url, 1, args.duration / 2, per_call=BATCHED_SAVE)
+        in_process = service_rate(store_url, SERVICE_THREADS, args.duration / 2)
 
     best_save = max(single["saves_per_s"], pooled["saves_per_s"])
     results = {
@@ -292,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         "save_single_thread": single,
         f"save_{args.pool_size}_threads": pooled,
         f"save_{BATCHED_SAVE}_orders_per_call": batched,
+        "service_place_order_in_process": in_process,
         "machine": describe_machine(),
         "load_average_1m_after": round(os.getloadavg()[0], 2),
         "command": "python -m bench.write_throughput " + " ".join(argv or sys.argv[1:]),
@@ -304,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{http['other_statuses'] or 'none'}; server CPU {http['server_cpu_ms_per_order']} "
         f"ms/order); Application.save: {single['saves_per_s']:,.0f}/s "
         f"on 1 thread, {pooled['saves_per_s']:,.0f}/s on {args.pool_size}, "
-        f"{batched['saves_per_s']:,.0f}/s at {BATCHED_SAVE} per call; "
+        f"{batched['saves_per_s']:,.0f}/s at {BATCHED_SAVE} per call; in-process "
+        f"place_order {in_process['orders_per_s']:,.0f}/s; "
         f"ratio HTTP/save {results['http_vs_save_ratio']}"
     )
     return 0
