@@ -43,7 +43,7 @@ def test_a_stored_v1_registration_is_read_back_with_notes_unset(event_store_url:
             ]
         )
         # Reading it through the repository upcasts it: notes is None, the rest intact.
-        customer = service.repository.get(customer_stream_id(7))
+        customer: object = service.repository.get(customer_stream_id(7))
         assert isinstance(customer, Customer)
         assert customer.profile["notes"] is None
         assert customer.profile["first_name"] == "Ann"

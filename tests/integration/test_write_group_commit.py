@@ -28,14 +28,14 @@ def service(event_store_url: str) -> Iterator[CustomerService]:
 
 
 def placed(order_id: str) -> list[Any]:
-    return Order.place(order_id, 1, Decimal("1.00"), PLACED_AT).collect_events()
+    return list(Order.place(order_id, 1, Decimal("1.00"), PLACED_AT).collect_events())
 
 
 def refunded_twice(order_id: str) -> list[Any]:
     """A command of two events, to check that commands are never split."""
     order = Order.place(order_id, 1, Decimal("9.00"), PLACED_AT)
     order.refund(Decimal("1.00"))
-    return order.collect_events()
+    return list(order.collect_events())
 
 
 def stored_streams(service: CustomerService) -> list[str]:

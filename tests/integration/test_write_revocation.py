@@ -6,9 +6,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from click.testing import Result
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from runtime.cli import app as cli
 from runtime.container import Container
@@ -87,7 +86,8 @@ def test_a_key_revoked_through_the_cli_is_refused_by_the_write_api_within_a_seco
         # Within the bound, the running app refuses the key.
         def refused() -> bool:
             response = client.post("/api/customers", json={}, headers=headers)
-            return response.status_code == 401 and response.json() == {"detail": "Invalid token."}
+            detail: object = response.json()
+            return response.status_code == 401 and detail == {"detail": "Invalid token."}
 
         assert wait_until(refused, REVOCATION_BOUND_SECONDS)
     assert customers("tokens", "revoke", "shop", store_url=event_store_url).exit_code == 2
