@@ -62,16 +62,18 @@ def ensure_admin_key(container: Container) -> Path | None:
     service = container.write_service
     if service.has_api_keys():
         return None
-    try:
-        issued = service.issue_api_key(FIRST_ADMIN_NAME, "admin")
-    except ApiKeyNameTakenError:  # another process won the first start
-        return None
     data_dir = container.settings.DATA_DIR
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / ADMIN_TOKEN_FILE
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Open the file before issuing, so a key is never issued that nobody can read.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         os.fchmod(descriptor, 0o600)  # also when the file existed with laxer rights
+        try:
+            issued = service.issue_api_key(FIRST_ADMIN_NAME, "admin")
+        except ApiKeyNameTakenError:  # another process won the first start
+            return None
+        os.ftruncate(descriptor, 0)  # only the winner of a simultaneous first start writes
         os.write(descriptor, (issued.key + "\n").encode())
     finally:
         os.close(descriptor)
@@ -111,7 +113,12 @@ def serve() -> None:
     projector_thread: threading.Thread | None = None
     try:
         redis_url = _redis_url(container)
-        ensure_admin_key(container)
+        try:
+            ensure_admin_key(container)
+        except OSError as error:
+            raise _fail(f"DATA_DIR: cannot write the admin key file ({error})") from None
+        except Exception as error:  # the store went away after opening: one line
+            raise _fail(f"EVENT_STORE_URL: cannot use the event store ({error})") from None
         applied = [0]
 
         def count(_: int, events: int) -> None:
