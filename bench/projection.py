@@ -359,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problems:
         print(f"error: {problems[0]}", file=sys.stderr)
         return 2
+    load_before = os.getloadavg()
     rows = []
     for size in sizes:
         rows.append(measure(size, args.baseline_max))
@@ -371,6 +372,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "page_size": PAGE,
             "goals": GOALS,
             "sizes": rows,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "load_average_1m_before_after": [
+                    round(load_before[0], 2),
+                    round(os.getloadavg()[0], 2),
+                ],
+            },
             "method": (
                 "Same events, fresh database per size; each reader in its own process on "
                 "its own key prefix. baseline = eventsourcing ProjectionRunner + per-event "
