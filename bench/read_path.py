@@ -27,6 +27,7 @@ import contextlib
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,6 +205,13 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return ordered[len(ordered) // 2]
 
 
+def round_ratios(runs: dict[str, list[dict[str, Any]]], baseline: str) -> list[float]:
+    return [
+        round(ours["rps"] / other["rps"], 2)
+        for ours, other in zip(runs["ours"], runs[baseline], strict=True)
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -253,11 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             servers.enter_context(running(command + UVICORN_FLAGS, base_env, ports[name], probe))
         # The same app without its fast path: what skipping the framework is worth.
         ports["ours_via_fastapi"] = free_port()
-        command = [
-            sys.executable, "-m", "uvicorn", "bench.read_baselines.ours_without_fast_path:app",
-            "--port", str(ports["ours_via_fastapi"]), "--no-proxy-headers", *UVICORN_FLAGS,
-        ]  # fmt: skip
-        servers.enter_context(running(command, ours_env, ports["ours_via_fastapi"], probe))
+        command = [sys.executable, "-m", "bench.read_baselines.ours_without_fast_path"]
+        env = {**ours_env, "PORT": str(ports["ours_via_fastapi"])}
+        servers.enter_context(running(command, env, ports["ours_via_fastapi"], probe))
 
         for port in ports.values():
             run_wrk(port, script, headline, WARM_UP_SECONDS)
@@ -294,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, values in endpoints.items()
         },
         "ours_vs_postgres": round(endpoints["ours"]["rps"] / endpoints["postgres"]["rps"], 2),
+        # Each round's ratio compares runs made moments apart (the load drifts less).
+        "round_ratios_vs_bare": round_ratios(runs, "bare"),
+        "round_ratios_vs_postgres": round_ratios(runs, "postgres"),
         "load_average": os.getloadavg(),
     }
     path = write_json(args.out, result)
@@ -305,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({result['ratios'][name]}x bare)"
         )
     print(f"ours vs postgres: {result['ours_vs_postgres']}x")
+    for baseline in ("bare", "postgres"):
+        ratios = result[f"round_ratios_vs_{baseline}"]
+        print(f"ours vs {baseline} per round: {ratios} (median {statistics.median(ratios)}x)")
     return 0
 
 

@@ -23,6 +23,7 @@ import uvicorn
 from projections.projector import Projector
 from runtime.container import Container
 from runtime.http import create_app, create_read_app, create_write_app
+from runtime.http_protocol import CoalescingHttpToolsProtocol
 from write_side.application import ApiKeyNameTakenError
 
 log = logging.getLogger("customers.serve")
@@ -89,7 +90,7 @@ def _uvicorn(app: Any, container: Container) -> None:
         host=settings.HOST,
         port=settings.PORT,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # nothing here uses client addresses
