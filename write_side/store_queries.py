@@ -14,12 +14,15 @@ from psycopg.sql import SQL, Identifier
 
 
 def position_of(recorder: ApplicationRecorder, originator_id: UUID, version: int) -> int | None:
-    """The notification id (event store position) of one stored event, if it exists."""
+    """The notification id (event store position) of one stored event, if it exists.
+
+    PostgreSQL queries here run as single autocommit statements: no BEGIN/ROLLBACK trips.
+    """
     if isinstance(recorder, PostgresApplicationRecorder):
         query = SQL(
             "SELECT notification_id FROM {}.{} WHERE originator_id = %s AND originator_version = %s"
         ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
-        with recorder.datastore.transaction(commit=False) as curs:
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(query, (originator_id, version), prepare=True)
             row = curs.fetchone()
         return None if row is None else int(row["notification_id"])
@@ -77,7 +80,7 @@ def topics_after(
         ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
         ids = [stream for stream, _ in streams]
         versions = [version for _, version in streams]
-        with recorder.datastore.transaction(commit=False) as curs:
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(query, (ids, versions), prepare=True)
             return [
                 (row["originator_id"], int(row["originator_version"]), row["topic"])
