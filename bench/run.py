@@ -87,8 +87,8 @@ PARTS: tuple[Part, ...] = (
             profile="--customers 5000 --duration 3 --rounds 1 --connections 32",
         ),
         full=plan_of(
-            "--customers 100000 --duration 10 --rounds 3 --connections 1,8,32,128",
-            timeout=420,
+            "--customers 100000 --duration 6 --rounds 2 --connections 1,8,32,128",
+            timeout=300,
             profile="--customers 20000 --duration 5 --rounds 1 --connections 32",
         ),
         smoke=plan_of("--customers 500 --duration 1 --rounds 1 --connections 8,32", 60),
@@ -104,8 +104,8 @@ PARTS: tuple[Part, ...] = (
             profile="--sizes 30000 --baseline-max 500",
         ),
         full=plan_of(
-            "--sizes 10000,100000,1000000 --baseline-max 20000",
-            timeout=540,
+            "--sizes 10000,100000,1000000 --baseline-max 5000",
+            timeout=360,
             profile="--sizes 300000 --baseline-max 1000",
         ),
         smoke=plan_of("--sizes 2000 --baseline-max 500", 60),
@@ -126,7 +126,7 @@ PARTS: tuple[Part, ...] = (
             "--seconds 6 --rate 1000", timeout=50, profile="--seconds 5 --stores postgres"
         ),
         full=plan_of(
-            "--seconds 30 --rate 1000", timeout=150, profile="--seconds 10 --stores postgres"
+            "--seconds 20 --rate 1000", timeout=120, profile="--seconds 10 --stores postgres"
         ),
         smoke=plan_of("--seconds 2 --rate 200", 40),
         profile_process="--projector",
@@ -135,7 +135,7 @@ PARTS: tuple[Part, ...] = (
         "write",
         "bench.write_throughput",
         quick=plan_of("--duration 4", timeout=45, profile="--duration 4"),
-        full=plan_of("--duration 15", timeout=150, profile="--duration 8"),
+        full=plan_of("--duration 15", timeout=120, profile="--duration 8"),
         smoke=plan_of("--duration 1", 40),
         profile_process="write-api",
     ),
@@ -143,7 +143,7 @@ PARTS: tuple[Part, ...] = (
         "memory",
         "bench.memory",
         quick=plan_of("--customers 10000", timeout=40),
-        full=plan_of("--customers 100000", timeout=240),
+        full=plan_of("--customers 100000", timeout=180),
         smoke=plan_of("--customers 300", 30),
         not_profiled_because="a CPU profile cannot explain bytes; the encodings above do",
     ),
@@ -151,7 +151,7 @@ PARTS: tuple[Part, ...] = (
 
 # The whole run's budget (smoke shares quick's); profiling misses only runs in what is left.
 QUICK_BUDGET_SECONDS = 160.0
-FULL_BUDGET_SECONDS = 1200.0
+FULL_BUDGET_SECONDS = 1020.0
 
 
 def log(message: str) -> None:
