@@ -41,7 +41,7 @@ def projected(client: redis.Redis, keys: Keys, customer_id: int) -> dict[str, An
     doc, spent, orders = client.hmget(keys.customer(generation, customer_id), "d", "s", "o")
     if doc is None:
         return None
-    return customer_document(customer_id, doc, spent, orders)
+    return customer_document(customer_id, doc, spent or 0, orders or 0)
 
 
 def all_projected(client: redis.Redis, keys: Keys) -> dict[int, dict[str, Any]]:
