@@ -25,7 +25,7 @@ run: $(STAMP)
 	@echo "Then try:"
 	@echo "  curl \"http://$${HOST:-127.0.0.1}:$${PORT:-8000}/api/customers/1\" -H \"Authorization: Token \$$(cat $${DATA_DIR:-./data}/admin.token)\""
 	@echo
-	exec $(BIN)/customers serve
+	@exec $(BIN)/customers serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
