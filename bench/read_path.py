@@ -9,7 +9,7 @@ per customer for baseline (c). Endpoints, each in its own process, one uvicorn w
 uvloop and httptools:
 
     ours      `customers read-api` (the production command), staff key
-    ours_via_fastapi  the same app with its ASGI fast path off (FastAPI routing)
+    ours_via_fastapi  the same app with its ASGI fast path off (FastAPI routing), one run
     bare      (a) FastAPI returning a constant dict
     hgetall   (b) FastAPI + redis.asyncio HGETALL returning the hash
     postgres  (c) FastAPI + PostgreSQL COUNT/SUM over the orders table
@@ -218,10 +218,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", default="32", help="comma list; 32 is the headline")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds over all endpoints"
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds over all endpoints (default 3; 2 for runs under 5 s)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "read.json")
     args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 3 if args.duration >= 5 else 2
+    warm_up = WARM_UP_SECONDS if args.duration >= 5 else 1
     sweep = sorted({int(part) for part in args.connections.split(",")})
     headline = 32 if 32 in sweep else sweep[-1]
 
@@ -259,14 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ports[name] = free_port()
             command = [sys.executable, "-m", "uvicorn", target, "--port", str(ports[name])]
             servers.enter_context(running(command + UVICORN_FLAGS, base_env, ports[name], probe))
-        # The same app without its fast path: what skipping the framework is worth.
-        ports["ours_via_fastapi"] = free_port()
-        command = [sys.executable, "-m", "bench.read_baselines.ours_without_fast_path"]
-        env = {**ours_env, "PORT": str(ports["ours_via_fastapi"])}
-        servers.enter_context(running(command, env, ports["ours_via_fastapi"], probe))
-
         for port in ports.values():
-            run_wrk(port, script, headline, WARM_UP_SECONDS)
+            run_wrk(port, script, headline, warm_up)
         # Rounds interleave the endpoints, so a change in the machine's load during the run
         # falls on all of them alike; each endpoint reports its median round.
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
@@ -276,6 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"round {round_number} {name:9} {result}", file=sys.stderr)
                 runs[name].append(result)
         endpoints = {name: median_run(results) for name, results in runs.items()}
+        # The same app without its fast path, once: what skipping the framework is worth.
+        port = free_port()
+        command = [sys.executable, "-m", "bench.read_baselines.ours_without_fast_path"]
+        with running(command, {**ours_env, "PORT": str(port)}, port, probe):
+            run_wrk(port, script, headline, warm_up)
+            endpoints["ours_via_fastapi"] = run_wrk(port, script, headline, args.duration)
         ours_sweep = []
         for count in sweep:
             if count == headline:
@@ -316,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"ours vs postgres: {result['ours_vs_postgres']}x")
     for baseline in ("bare", "postgres"):
         ratios = result[f"round_ratios_vs_{baseline}"]
-        print(f"ours vs {baseline} per round: {ratios} (median {statistics.median(ratios)}x)")
+        median = round(statistics.median(ratios), 2)
+        print(f"ours vs {baseline} per round: {ratios} (median {median}x)")
     return 0
 
 
