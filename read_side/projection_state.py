@@ -66,14 +66,18 @@ class ProjectionState:
         return time.monotonic() - self.refreshed_at <= self._max_staleness
 
     async def start(self) -> None:
-        with contextlib.suppress(StoreUnavailableError):
+        try:
             await self.refresh()
+        except (StoreUnavailableError, RedisReplyError) as error:  # serve 503 until it is back
+            log.warning("read model not reachable at start: %s", error)
         self._tasks = [
             asyncio.create_task(self._refresh_forever(), name="read-model-refresh"),
             asyncio.create_task(self._listen_forever(), name="read-model-positions"),
         ]
 
     async def stop(self) -> None:
+        if self._switching is not None:
+            self._tasks.append(self._switching)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
