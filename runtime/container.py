@@ -9,8 +9,9 @@ import redis
 
 from projections.projector import Projector
 from projections.read_model import Keys
+from runtime.event_store import open_customer_service
 from runtime.redis_store import RedisEndpoint, open_redis
-from runtime.settings import Settings, event_store_env
+from runtime.settings import Settings
 from write_side.application import CustomerService
 from write_side.auth import KeyDirectory
 
@@ -24,7 +25,7 @@ class Container:
     write_keys: KeyDirectory = field(init=False)
 
     def __post_init__(self) -> None:
-        self.write_service = CustomerService(event_store_env(self.settings.EVENT_STORE_URL))
+        self.write_service = open_customer_service(self.settings.EVENT_STORE_URL)
         self.write_keys = KeyDirectory(self.write_service)
 
     # The read model's Redis and the projector, built on first use: write-only processes

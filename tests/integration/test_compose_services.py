@@ -8,7 +8,9 @@ must carry a write through to the read API.
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,8 @@ import psycopg
 import pytest
 import redis
 
+from runtime.container import Container
+from runtime.settings import Settings
 from tests.support.compose_services import (
     ComposeStores,
     ServiceFailedError,
@@ -160,3 +164,27 @@ def test_a_broken_environment_fails_the_check_naming_the_variable(
         running("write-api", stores, tmp_path, service=service),
     ):
         pass
+
+
+def open_store_at(moment: float, event_store_url: str) -> str:
+    """In a child process: open the store as every role does, at the same moment as others."""
+    while time.time() < moment:
+        pass
+    try:
+        Container(Settings(EVENT_STORE_URL=event_store_url)).close()
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return "ok"
+
+
+def test_roles_that_start_together_on_one_postgres_store_all_come_up(
+    stores: ComposeStores,
+) -> None:
+    # `docker compose up` starts every role at once when PostgreSQL turns healthy; each
+    # one runs the store's schema statements, which collide on PostgreSQL when concurrent.
+    processes = 6
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        for _ in range(3):
+            moment = time.time() + 1.0
+            outcomes = pool.starmap(open_store_at, [(moment, stores.postgres_url)] * processes)
+            assert outcomes == ["ok"] * processes
