@@ -9,6 +9,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class Settings(BaseSettings):
     """Every variable the contract names, plus a few operational knobs."""
@@ -23,6 +25,14 @@ class Settings(BaseSettings):
     MIN_POSITION_WAIT_SECONDS: Annotated[float, Field(gt=0, le=60)] = 2.0
     REDIS_PREFIX: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = "customers"
     LOG_LEVEL: str = "INFO"
+
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def _log_level_is_known(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("EVENT_STORE_URL")
     @classmethod

@@ -20,6 +20,7 @@ BAD_VALUES = [
     ("EVENT_STORE_URL", "mysql://db/events"),
     ("PORT", "eighty"),
     ("REDIS_URL", "http://cache:6379"),
+    ("LOG_LEVEL", "loud"),  # was a traceback from the logging setup of serve and audit
 ]
 MORE_BAD_VALUES = [
     ("EVENT_STORE_URL", "postgresql://db:port/events"),
