@@ -10,9 +10,11 @@ projector simply resumes from its recorded position on the next start.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,11 @@ def _open() -> Container:
     from runtime.cli import open_container
 
     container = open_container()
+    try:
+        _check_listen(container.settings.HOST, container.settings.PORT)
+    except typer.Exit:
+        container.close()
+        raise
     logging.basicConfig(
         level=container.settings.LOG_LEVEL.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -48,6 +55,27 @@ def _fail(message: str) -> typer.Exit:
     from runtime.cli import fail
 
     return fail(message)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail in one line naming HOST or PORT if HOST:PORT cannot be listened on.
+
+    Checked before any store or thread starts; otherwise uvicorn reports a busy port or an
+    unknown host only in its log, after the embedded Redis and the projector are up.
+    """
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise _fail(f"HOST: cannot listen on {host!r} ({error.strerror})") from None
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise _fail(f"PORT: {host}:{port} is already in use") from None
+                raise _fail(f"HOST: cannot listen on {host}:{port} ({error.strerror})") from None
 
 
 def _redis_url(container: Container) -> str:
@@ -102,7 +130,11 @@ def _uvicorn(app: Any, container: Container) -> None:
     # down; these make that a no-op, so the cleanup below runs and the exit code is 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
-    server.run()
+    try:
+        server.run()
+    except SystemExit:  # how uvicorn gives up when it cannot bind or start the app
+        if server.started:
+            raise
     if not server.started:
         raise _fail(f"cannot serve on {settings.HOST}:{settings.PORT} (see the log above)")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,19 +32,17 @@ MORE_BAD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize(("variable", "value"), BAD_VALUES)
-def test_a_bad_value_fails_tokens_list_with_one_line_naming_the_variable(
-    tmp_path: Path, variable: str, value: str
-) -> None:
+def run_customers(tmp_path: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    """`customers ARGS` as a real process, so an uncaught error would show its traceback."""
     env = {
         **{name: text for name, text in os.environ.items() if name != "REDIS_URL"},
         "EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.sqlite'}",
+        "DATA_DIR": str(tmp_path / "data"),
         "PYTHONPATH": str(PROJECT_ROOT),
-        variable: value,
+        **variables,
     }
-    # A real process, so an uncaught error would show its traceback on stderr.
-    result = subprocess.run(
-        [sys.executable, "-c", "from runtime.cli import main; main()", "tokens", "list"],
+    return subprocess.run(
+        [sys.executable, "-c", "from runtime.cli import main; main()", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -51,12 +50,44 @@ def test_a_bad_value_fails_tokens_list_with_one_line_naming_the_variable(
         timeout=60,
         check=False,
     )
+
+
+def assert_one_line_naming(result: subprocess.CompletedProcess[str], variable: str) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"error: {variable}: ")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_VALUES)
+def test_a_bad_value_fails_tokens_list_with_one_line_naming_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    result = run_customers(tmp_path, "tokens", "list", **{variable: value})
+    assert_one_line_naming(result, variable)
+
+
+def test_serve_on_a_busy_port_is_one_line_naming_port(tmp_path: Path) -> None:
+    # Someone else listens on the port first.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_customers(tmp_path, "serve", PORT=str(port))
+    assert_one_line_naming(result, "PORT")
+    assert f"127.0.0.1:{port} is already in use" in result.stderr
+    # Nothing was started before the refusal: no embedded Redis files, no admin key.
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("command", ["write-api", "read-api"])
+def test_an_address_that_cannot_be_listened_on_is_one_line_naming_host(
+    tmp_path: Path, command: str
+) -> None:
+    result = run_customers(tmp_path, command, HOST="999.1.1.1")
+    assert_one_line_naming(result, "HOST")
 
 
 @pytest.mark.parametrize(("variable", "value"), MORE_BAD_VALUES)
