@@ -51,6 +51,13 @@ def open_container() -> Container:
         raise fail(f"EVENT_STORE_URL: cannot open the event store ({error})") from None
 
 
+def redis_unusable(container: Container, error: Exception) -> typer.Exit:
+    """The one-line error for a Redis that cannot be used, naming the variable at fault."""
+    if container.settings.REDIS_URL is None:  # the embedded one, whose files are in DATA_DIR
+        return fail(f"DATA_DIR: cannot start the embedded Redis (REDIS_URL is unset): {error}")
+    return fail(f"REDIS_URL: cannot reach Redis ({error})")
+
+
 @tokens.command("create")
 def tokens_create(
     role: Annotated[str, typer.Option(help="admin, staff or producer")],

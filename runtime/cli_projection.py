@@ -41,7 +41,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _container() -> Container:
-    from runtime.cli import open_container
+    from runtime.cli import open_container, redis_unusable
 
     container = open_container()
     logging.basicConfig(
@@ -52,7 +52,7 @@ def _container() -> Container:
         container.redis.ping()
     except Exception as error:  # unreachable or not startable: one line, no traceback
         container.close()
-        raise _fail(f"REDIS_URL: cannot reach Redis ({error})") from None
+        raise redis_unusable(container, error) from None
     return container
 
 

@@ -79,11 +79,13 @@ def _check_listen(host: str, port: int) -> None:
 
 
 def _redis_url(container: Container) -> str:
+    from runtime.cli import redis_unusable
+
     try:
         return container.redis_url
     except Exception as error:  # not startable or not reachable: one line, no traceback
         container.close()
-        raise _fail(f"REDIS_URL: cannot use Redis ({error})") from None
+        raise redis_unusable(container, error) from None
 
 
 def ensure_admin_key(container: Container) -> Path | None:
@@ -174,10 +176,12 @@ def serve() -> None:
         _uvicorn(app, container)
     finally:
         stop.set()
+        was_serving = projector_thread is not None
         if projector_thread is not None:
             projector_thread.join(PROJECTOR_STOP_SECONDS)
         container.close()
-        log.info("stopped")
+        if was_serving:  # a refusal at start stays the one line it printed
+            log.info("stopped")
 
 
 def read_api() -> None:

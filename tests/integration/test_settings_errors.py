@@ -52,6 +52,13 @@ def run_customers(tmp_path: Path, *args: str, **variables: str) -> subprocess.Co
     )
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def assert_one_line_naming(result: subprocess.CompletedProcess[str], variable: str) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
@@ -144,3 +151,14 @@ def test_a_postgresql_url_maps_to_the_library_settings() -> None:
 def test_an_unusable_store_url_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match=r"expected|port|must be"):
         event_store_env(url)
+
+
+@pytest.mark.parametrize("command", ["serve", "audit"])
+def test_an_unusable_data_dir_for_the_embedded_redis_is_one_line_naming_data_dir(
+    tmp_path: Path, command: str
+) -> None:
+    # REDIS_URL is unset, so the embedded Redis would keep its files in DATA_DIR: a file.
+    not_a_folder = tmp_path / "data-file"
+    not_a_folder.write_text("")
+    result = run_customers(tmp_path, command, DATA_DIR=str(not_a_folder), PORT=str(free_port()))
+    assert_one_line_naming(result, "DATA_DIR")
