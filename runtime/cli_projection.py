@@ -154,6 +154,9 @@ def audit_command(
     container = _container()
     try:
         recorder = container.write_service.recorder
+        head = recorder.max_notification_id() or 0
+        if position is not None and position > head:
+            raise _fail(f"--position {position} is beyond the event store's last position {head}")
         if moment is not None or position is not None:
             skips = skipped_positions(container.redis, container.redis_keys)
             documents = history(
@@ -167,6 +170,11 @@ def audit_command(
         report = run_audit(recorder, container.redis, container.redis_keys, customer)
     finally:
         container.close()
+    if customer is not None and report.customers == 0:
+        raise _fail(
+            f"customer {customer} is neither in the event store (up to position "
+            f"{report.position}) nor in the read model"
+        )
     console = Console()
     if report.unprojectable:
         console.print(

@@ -108,6 +108,34 @@ def test_audit_prints_the_state_at_a_past_position_or_time(cli_env: dict[str, st
     assert orjson.loads(now.stdout)["first_name"] == "Old"
 
 
+def test_auditing_a_customer_nobody_has_says_so_instead_of_clean(
+    cli_env: dict[str, str],
+) -> None:
+    client = redis.Redis.from_url(cli_env["REDIS_URL"])
+    keys = Keys(cli_env["REDIS_PREFIX"])
+    with customer_service(cli_env["EVENT_STORE_URL"]) as service:
+        service.register_customer(None, {"first_name": "Only"})
+        Projector(service.recorder, client, keys).catch_up()
+
+    result = CliRunner().invoke(app, ["audit", "--customer", "77"], env=cli_env)
+    assert result.exit_code == 2
+    assert "customer 77 is neither in the event store" in result.output
+    assert "clean" not in result.output
+
+
+def test_a_position_beyond_the_store_is_refused_rather_than_shown_as_the_present(
+    cli_env: dict[str, str],
+) -> None:
+    with customer_service(cli_env["EVENT_STORE_URL"]) as service:
+        written = service.register_customer(None, {"first_name": "Now"})
+
+    beyond = str(written.position + 1)
+    result = CliRunner().invoke(app, ["audit", "--position", beyond], env=cli_env)
+    assert result.exit_code == 2
+    assert f"beyond the event store's last position {written.position}" in result.output
+    assert result.stdout == ""  # no document of the present state
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
