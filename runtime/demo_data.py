@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
+from projections.read_model import COMPLETION_FIELDS
+
 FIRST_NAMES = {
     "male": (
         "Ali", "Reza", "Mohammad", "Hossein", "Amir", "Mehdi", "Dariush", "Kian", "James",
@@ -38,15 +40,6 @@ NOTES = (
     "Wholesale buyer; call before large shipments.",
     "Gift wrapping on every order.",
     "Moved to a new address last month.",
-)
-COMPLETION_FIELDS = (
-    "first_name",
-    "last_name",
-    "email",
-    "mobile_number",
-    "national_code",
-    "birth_date",
-    "gender",
 )
 
 SHARE_INCOMPLETE_PROFILE = 0.15

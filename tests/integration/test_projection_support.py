@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,6 +13,7 @@ from projections.customer_view import fold
 from projections.projector import current_generation
 from projections.read_model import Keys, customer_document
 from runtime.settings import event_store_env
+from tests.support.waiting import wait_until as polled_until
 from write_side.application import CustomerService
 
 
@@ -28,11 +28,8 @@ def customer_service(event_store_url: str) -> Iterator[CustomerService]:
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     """Poll until the condition holds; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
+    if not polled_until(condition, deadline=timeout):
+        raise AssertionError(f"timed out waiting until {what}")
 
 
 def projected(client: redis.Redis, keys: Keys, customer_id: int) -> dict[str, Any] | None:

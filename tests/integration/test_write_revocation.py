@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +12,7 @@ from runtime.cli import app as cli
 from runtime.container import Container
 from runtime.http import create_write_app
 from runtime.settings import Settings
+from tests.support.waiting import wait_until
 from write_side.domain.api_key import hash_key
 
 REVOCATION_BOUND_SECONDS = 1.0
@@ -21,17 +21,6 @@ REVOCATION_BOUND_SECONDS = 1.0
 def customers(*args: str, store_url: str) -> Result:
     """Run the `customers` command line as an operator would; it opens its own store."""
     return CliRunner().invoke(cli, list(args), env={"EVENT_STORE_URL": store_url})
-
-
-def wait_until(condition: Callable[[], bool], deadline_seconds: float) -> bool:
-    """Poll `condition` until it holds or the deadline passes; True if it held."""
-    deadline = time.monotonic() + deadline_seconds
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -89,7 +78,7 @@ def test_a_key_revoked_through_the_cli_is_refused_by_the_write_api_within_a_seco
             detail: object = response.json()
             return response.status_code == 401 and detail == {"detail": "Invalid token."}
 
-        assert wait_until(refused, REVOCATION_BOUND_SECONDS)
+        assert wait_until(refused, deadline=REVOCATION_BOUND_SECONDS)
     assert customers("tokens", "revoke", "shop", store_url=event_store_url).exit_code == 2
     assert customers("tokens", "revoke", "nobody", store_url=event_store_url).exit_code == 2
 
