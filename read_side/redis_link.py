@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections import deque
 from typing import Any, cast
@@ -89,6 +90,8 @@ class RedisLink:
     ) -> None:
         parsed = urlparse(url)
         self._unix_path = unquote(parsed.path) if parsed.scheme == "unix" else None
+        # rediss:// is Redis over TLS, verified against the system's trusted authorities.
+        self._tls = ssl.create_default_context() if parsed.scheme == "rediss" else None
         self._host = parsed.hostname or "127.0.0.1"
         self._port = parsed.port or 6379
         db_text = parsed.path.lstrip("/") if parsed.scheme != "unix" else ""
@@ -149,7 +152,7 @@ class RedisLink:
                     )
                 else:
                     _, protocol = await loop.create_connection(
-                        lambda: _Protocol(self), self._host, self._port
+                        lambda: _Protocol(self), self._host, self._port, ssl=self._tls
                     )
                 for command in self._setup_commands():
                     await self._send(protocol, hiredis.pack_command(command))  # type: ignore[arg-type]
