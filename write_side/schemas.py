@@ -22,7 +22,13 @@ from write_side.domain.money import InvalidAmountError, parse_amount
 MAX_CUSTOMER_ID = 2**63 - 1
 
 CustomerId = Annotated[int, Field(gt=0, le=MAX_CUSTOMER_ID, strict=True)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=150)]
+# No control characters: a NUL or an escape sequence in a name breaks the tools staff read
+# customers with. Notes may still span lines and hold tabs.
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=150, pattern=ONE_LINE)
+]
 Email = Annotated[EmailStr, Field(max_length=254)]
 MobileNumber = Annotated[
     str,
@@ -30,8 +36,10 @@ MobileNumber = Annotated[
         strip_whitespace=True, min_length=3, max_length=32, pattern=r"^\+?[0-9][0-9 \-]*[0-9]$"
     ),
 ]
-NationalCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-Notes = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+NationalCode = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=ONE_LINE)
+]
+Notes = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000, pattern=TEXT)]
 Gender = Literal["male", "female"]
 OrderId = Annotated[
     str,

@@ -117,6 +117,12 @@ def test_registration_with_an_id_keeps_it_and_stores_the_trimmed_profile(api: Wr
     assert customer.is_active
 
 
+def test_notes_may_span_lines_and_hold_tabs(api: WriteApi) -> None:
+    response = api.post("/api/customers", {"id": 43, "notes": "gate code:\t4711\nring twice"})
+    assert response.status_code == 201
+    assert api.service.get_customer(43).profile["notes"] == "gate code:\t4711\nring twice"
+
+
 def test_registering_a_taken_id_is_a_conflict(api: WriteApi) -> None:
     api.register(id=7)
     response = api.post("/api/customers", {"id": 7, "first_name": "Bob"})
@@ -129,6 +135,10 @@ def test_registering_a_taken_id_is_a_conflict(api: WriteApi) -> None:
     [
         ("first_name", "x" * 151),
         ("last_name", "   "),
+        ("first_name", "Ann\u0000"),
+        ("last_name", "Lee\u001b[2J"),
+        ("national_code", "12\n34"),
+        ("notes", "fine\u0000"),
         ("notes", "n" * 2001),
         ("birth_date", (datetime.now(UTC).date() + timedelta(days=2)).isoformat()),
         ("birth_date", "2023-02-30"),
