@@ -18,7 +18,11 @@ from runtime.settings import Settings
 from write_side.application import ApiKeyNameTakenError, ApiKeyNotFoundError
 from write_side.domain.api_key import ApiKeyRevokedError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+HELP = (
+    "Customers and orders, event-sourced: serve the APIs, project the read model, "
+    "rebuild and audit it, and manage API keys."
+)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP)
 tokens = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 app.add_typer(tokens, name="tokens")
 app.command("demo")(demo)
