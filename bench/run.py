@@ -134,8 +134,8 @@ PARTS: tuple[Part, ...] = (
     Part(
         "write",
         "bench.write_throughput",
-        quick=plan_of("--duration 4", timeout=45, profile="--duration 4"),
-        full=plan_of("--duration 15", timeout=120, profile="--duration 8"),
+        quick=plan_of("--duration 3", timeout=45, profile="--duration 3 --connections 256"),
+        full=plan_of("--duration 12", timeout=120, profile="--duration 8 --connections 256"),
         smoke=plan_of("--duration 1", 40),
         profile_process="write-api",
     ),
