@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import fcntl
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0
 STATE_FILE = "server.json"
+START_LOCK_FILE = "start.lock"
 PR_SET_PDEATHSIG = 1
 
 
@@ -75,6 +77,13 @@ class EmbeddedRedis:
 
     def start(self) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
+        # Two processes starting on one DATA_DIR at once would each start a server on the
+        # same AOF files; the second waits here and then shares the first one's server.
+        with open(self.directory / START_LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._reuse_or_start()
+
+    def _reuse_or_start(self) -> str:
         reused = self._reuse_or_clean_up()
         if reused:
             self.url = reused

@@ -48,6 +48,32 @@ def test_embedded_redis_keeps_its_data_in_an_append_only_file_across_restarts(
     assert not (data_dir / "redis" / STATE_FILE).exists()
 
 
+def test_two_opens_at_the_same_moment_share_one_server(data_dir: Path) -> None:
+    # Two starters race on a fresh DATA_DIR; one server, never two on the same AOF files.
+    both_ready = threading.Barrier(2)
+    servers: list[EmbeddedRedis] = []
+
+    def start() -> None:
+        server = EmbeddedRedis(data_dir / "redis")
+        both_ready.wait()
+        server.start()
+        servers.append(server)
+
+    starters = [threading.Thread(target=start) for _ in range(2)]
+    for starter in starters:
+        starter.start()
+    for starter in starters:
+        starter.join()
+    try:
+        assert len(servers) == 2
+        assert servers[0].url == servers[1].url
+        assert sorted(server.owned for server in servers) == [False, True]
+    finally:
+        for server in servers:
+            if server.owned:
+                server.stop()
+
+
 def test_a_second_open_on_the_same_data_dir_shares_the_running_server(data_dir: Path) -> None:
     owner = open_redis(None, data_dir)
     try:
