@@ -23,7 +23,8 @@ from projections.events import (
     UnprojectableEventError,
     decode,
 )
-from projections.read_model import customer_document
+from projections.read_model import PROFILE_FIELDS, customer_document
+from write_side.domain.customer import PROFILE_FIELDS as DOMAIN_PROFILE_FIELDS
 
 JOINED = "2026-01-02T03:04:05.000006+00:00"
 PROFILE = ("Ada", "Lovelace", "ada@example.org", "+44 1234", "AB12", "1815-12-10", "female", None)
@@ -102,6 +103,12 @@ def test_cancelled_order_is_removed_from_totals_net_of_its_refunds() -> None:
     body = document(fold(changes)[7])
     assert body["total_orders"] == 1
     assert body["total_spent"] == "0.10"
+
+
+def test_the_read_model_knows_exactly_the_profile_fields_customers_have() -> None:
+    # The read model keeps its own copy (read_side must not import write_side); a field
+    # added to customers but not here would stop the projection at its first event.
+    assert PROFILE_FIELDS == DOMAIN_PROFILE_FIELDS
 
 
 def test_replaying_a_change_at_or_below_the_guard_changes_nothing() -> None:
