@@ -122,10 +122,11 @@ class CustomerReader:
             refusal is not None
             and refusal.detail == INVALID_TOKEN
             and wanted is not None
-            and wanted > state.position
+            and wanted > state.grants_position
             and await state.wait_for(wanted, self._min_position_wait)
         ):
-            # A key issued just before the write it waits for is not projected yet either.
+            # A key issued just before the write it waits for may be newer than the cached
+            # keys, even once the position itself has been announced: read them again.
             with contextlib.suppress(StoreUnavailableError, RedisReplyError):
                 await state.refresh()
             refusal = self._authorize(authorization)

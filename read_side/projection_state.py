@@ -55,6 +55,8 @@ class ProjectionState:
         self.generation = FIRST_GENERATION
         self.position = 0
         self.grants: dict[str, KeyGrant] = {}
+        # The applied position the cached keys are known to include (read before them).
+        self.grants_position = 0
         self.refreshed_at = float("-inf")
         self._advanced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,7 +96,8 @@ class ProjectionState:
             self._link.execute("HGETALL", self._keys.api_keys(generation)),
         )
         self.grants = _parse_grants(grants)
-        self._advance(generation, _as_int(tracking))
+        self.grants_position = _as_int(tracking)
+        self._advance(generation, self.grants_position)
         self.refreshed_at = started
 
     async def wait_for(self, position: int, timeout: float) -> bool:
