@@ -378,6 +378,15 @@ def memory_section(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+WAITS = ("Condition.wait ", "Event.wait ", "Connection.wait ", "wait_poll ", "wait_conn ",
+         "EpollSelector.select ", "Thread.join ", "Lock.acquire ", "Queue.get ")  # fmt: skip
+
+
+def waiting_share(rows: Sequence[dict[str, Any]]) -> float:
+    """Share of samples (self time) spent in functions that only wait."""
+    return float(sum(row["self_pct"] for row in rows if str(row["function"]).startswith(WAITS)))
+
+
 def profile_section(results: dict[str, Any]) -> str:
     profiles = results.get("profiles") or {}
     missed = [v for v in verdicts_of(results) if v.met is False]
@@ -419,6 +428,15 @@ def profile_section(results: dict[str, Any]) -> str:
             parts += ["", "On the stack most often (total): " + ", ".join(callers[:6]) + "."]
         if profile.get("reading"):
             parts += ["", str(profile["reading"])]
+        waiting = waiting_share(profile.get("top", []))
+        if waiting >= 25:
+            parts += [
+                "",
+                f"{waiting:.0f}% of the samples are threads blocked in a wait (locks, "
+                "conditions, sockets): the process spends that time waiting on others (the "
+                "database's commits, the network or its own worker threads), not computing; "
+                "the callers above show what it waits for.",
+            ]
         parts.append("")
     return "\n".join(parts).rstrip()
 
@@ -522,12 +540,19 @@ def draw_charts(results: dict[str, Any], img_dir: Path) -> dict[str, str]:
     if sweep:
         fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
         connections = [row["connections"] for row in sweep]
-        left.plot(connections, [row.get("rps") or 0 for row in sweep], marker="o")
+        read = summary.get("read") or {}
+        left.plot(connections, [row.get("rps") or 0 for row in sweep], marker="o", label="ours")
+        headline = read.get("connections", 32)
+        for name, marker in (("bare", "x"), ("hgetall", "^"), ("postgres", "s")):
+            rps = ((read.get("endpoints") or {}).get(name) or {}).get("rps")
+            if isinstance(rps, int | float):
+                left.plot([headline], [rps], marker=marker, linestyle="none", label=name)
+        left.legend(fontsize=7)
         left.set(
             xscale="log",
             xlabel="connections",
             ylabel="requests/s",
-            title="Our endpoint: throughput",
+            title="Throughput (baselines at their headline point)",
         )
         left.set_xticks(connections, [str(c) for c in connections])
         right.plot(connections, [row.get("p50_ms") or 0 for row in sweep], marker="o", label="p50")

@@ -199,3 +199,20 @@ def test_generate_writes_the_report_the_charts_and_the_readme(tmp_path: Path) ->
     report = (tmp_path / "docs" / "benchmarks.md").read_text()
     assert "![Throughput vs connections](img/read_throughput.png)" in report
     assert "| Read throughput vs bare FastAPI |" in readme.read_text()
+
+
+def test_time_spent_blocked_in_waits_is_told_apart_from_computing() -> None:
+    profiled = copy.deepcopy(SAMPLE)
+    profiled["profiles"]["write"] = {
+        "command": "python -m bench.write_throughput --duration 3",
+        "samples": 500,
+        "scope": "the process running `write-api`",
+        "top": [
+            {"function": "Condition.wait (threading.py)", "self_pct": 60.0, "total_pct": 60.0},
+            {"function": "Connection.wait (psycopg/connection.py)", "self_pct": 5.0,
+             "total_pct": 9.0},
+            {"function": "send (uvicorn/h11.py)", "self_pct": 4.0, "total_pct": 4.0},
+        ],
+    }  # fmt: skip
+    section = render_markdown(profiled, images={}).split("**Orders over HTTP**")[1]
+    assert "65% of the samples are threads blocked in a wait" in section
