@@ -216,3 +216,11 @@ def test_time_spent_blocked_in_waits_is_told_apart_from_computing() -> None:
     }  # fmt: skip
     section = render_markdown(profiled, images={}).split("**Orders over HTTP**")[1]
     assert "65% of the samples are threads blocked in a wait" in section
+
+
+def test_a_rebuild_of_a_million_events_give_or_take_one_customer_is_measured() -> None:
+    summary = copy.deepcopy(SAMPLE["summary"])
+    summary["rebuild"] = {"events": 999_999, "seconds": 22.6, "eps": 44_248}
+    verdict = verdicts_by_key(summary)["rebuild_1m"]
+    assert verdict.measured == "22.6 s"
+    assert verdict.note == "999,999 events, 44,248 events/s"
