@@ -220,13 +220,14 @@ def measure_store(
             if projector is not None:
                 wait_until(lambda: subscriber.highest() >= registered, 60, "the projector")
             schedule = Schedule(0.0, rate, int(rate * seconds), 0, producers, threads)
-            children = [
-                start_producer(store_url, prefix, replace(schedule, first=first),
-                               with_projector=projector is None)
-                for first in range(producers)
-            ]  # fmt: skip
-            for child in children:  # each has connected (and caught up, with a projector)
-                await_ready(child)
+            children = []
+            for first in range(producers):
+                # One at a time: the library's schema statements collide when two
+                # processes open one PostgreSQL store at the same moment.
+                child = start_producer(store_url, prefix, replace(schedule, first=first),
+                                       with_projector=projector is None)  # fmt: skip
+                children.append(child)
+                await_ready(child)  # connected (and caught up, with a projector)
             start = time.monotonic() + 0.2
             with profiled_phase():
                 for child in children:

@@ -123,10 +123,14 @@ PARTS: tuple[Part, ...] = (
         "freshness",
         "bench.freshness",
         quick=plan_of(
-            "--seconds 6 --rate 1000", timeout=50, profile="--seconds 5 --stores postgres"
+            "--seconds 6 --rate 1000 --threads 16",
+            timeout=50,
+            profile="--seconds 5 --stores postgres",
         ),
         full=plan_of(
-            "--seconds 20 --rate 1000", timeout=120, profile="--seconds 10 --stores postgres"
+            "--seconds 20 --rate 1000 --threads 16",
+            timeout=120,
+            profile="--seconds 10 --stores postgres",
         ),
         smoke=plan_of("--seconds 2 --rate 200", 40),
         profile_process="--projector",
@@ -270,6 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated parts, e.g. read,memory")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling misses")
     parser.add_argument("--no-report", action="store_true", help="skip docs and README")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only: replace just those parts in this mode's last results",
+    )
     args = parser.parse_args(argv)
     mode = args.mode or "quick"
     names = [n.strip() for n in args.only.split(",") if n.strip()] or [p.name for p in PARTS]
@@ -304,18 +313,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts[part.name] = run_part(part, mode, deadline)
         state = parts[part.name]
         log(f"{part.name}: {state['status']} in {state['seconds']} s {state.get('error', '')}")
+    previous: dict[str, Any] = {}
+    if args.merge and (RESULTS_DIR / f"{mode}.json").exists():
+        previous = read_json(RESULTS_DIR / f"{mode}.json")
+        parts = {**previous.get("parts", {}), **parts}
     summary = summarise_parts(parts)
     verdicts = judge(summary)
-    profiles = {} if args.no_profile else profile_missed(by_name, summary, mode, deadline)
+    selected_by_name = {part.name: part for part in selected}
+    profiles = {} if args.no_profile else profile_missed(selected_by_name, summary, mode, deadline)
+    if previous:
+        kept = {k: v for k, v in previous.get("profiles", {}).items() if k not in names}
+        profiles = {**kept, **{k: v for k, v in profiles.items() if k in names}}
     finished_at = datetime.now(UTC)
     command = f"python -m bench.run --{mode}" + (f" --only {args.only}" if args.only else "")
+    if previous:
+        command = f"{previous.get('command', '?')}, then {command} --merge"
     results = {
         "schema_version": SCHEMA_VERSION,
         "mode": mode,
         "command": command,
-        "started_at": started_at.isoformat(timespec="seconds"),
+        "started_at": previous.get("started_at") or started_at.isoformat(timespec="seconds"),
         "finished_at": finished_at.isoformat(timespec="seconds"),
-        "duration_s": round(time.monotonic() - began, 1),
+        "duration_s": round(time.monotonic() - began + previous.get("duration_s", 0), 1),
         "machine": machine,
         "summary": summary,
         "verdicts": [verdict.as_dict() for verdict in verdicts],
