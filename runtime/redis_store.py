@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
@@ -24,9 +23,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from runtime.processes import die_with_parent, free_port, pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0
 STATE_FILE = "server.json"
 START_LOCK_FILE = "start.lock"
-PR_SET_PDEATHSIG = 1
 
 
 class RedisStartError(RuntimeError):
@@ -88,7 +87,7 @@ class EmbeddedRedis:
         if reused:
             self.url = reused
             return reused
-        port = _free_port()
+        port = free_port()
         command = [
             str(_binary()),
             "--bind", "127.0.0.1",
@@ -108,7 +107,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it cleanly
-            preexec_fn=_die_with_parent() if _on_main_thread() else None,
+            preexec_fn=die_with_parent(signal.SIGTERM) if _on_main_thread() else None,
         )
         self.owned = True
         atexit.register(self.stop)
@@ -155,16 +154,16 @@ class EmbeddedRedis:
         if not _is_valkey(pid):
             self.state_path.unlink(missing_ok=True)
             return None
-        if _alive(owner) and _answers(port):
+        if pid_alive(owner) and _answers(port):
             logger.info("using the embedded Redis that process %d started", owner)
             return f"redis://127.0.0.1:{port}/0"
         logger.warning("stopping an orphaned embedded Redis (pid %d)", pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.state_path.unlink(missing_ok=True)
@@ -200,13 +199,6 @@ def _binary() -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
@@ -216,38 +208,14 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie (an exited child nobody has reaped yet)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def _is_valkey(pid: int) -> bool:
     """The pid still names a valkey-server (pids get reused)."""
     try:
         return b"valkey-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return _alive(pid) and not sys.platform.startswith("linux")
+        return pid_alive(pid) and not sys.platform.startswith("linux")
 
 
 def _on_main_thread() -> bool:
     # PR_SET_PDEATHSIG fires when the *thread* that started the child ends.
     return threading.current_thread() is threading.main_thread()
-
-
-def _die_with_parent() -> Callable[[], None]:
-    def hook() -> None:
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-    return hook

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.live_app import free_port
+from runtime.processes import free_port, pid_alive
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -162,21 +162,11 @@ def test_with_no_redis_configured_it_runs_and_stops_an_embedded_one(
     with serve(data_dir, None, redis_prefix) as running:
         state = json.loads((data_dir / "redis" / "server.json").read_text())
         redis_pid = int(state["pid"])
-        assert _alive(redis_pid)
+        assert pid_alive(redis_pid)
         key = (data_dir / "admin.token").read_text().strip()
         body = write_then_read(running.base_url, key)
         assert body["total_orders"] == 1
         assert running.stop() == 0
     # No orphan: the embedded server is gone, and its append-only file holds the model.
-    assert not _alive(redis_pid)
+    assert not pid_alive(redis_pid)
     assert any((data_dir / "redis").rglob("*.aof"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is not alive; pids are only reaped by their parent.
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from runtime.redis_store import STATE_FILE, EmbeddedRedis, _alive, _binary, open_redis
+from runtime.processes import pid_alive
+from runtime.redis_store import STATE_FILE, EmbeddedRedis, _binary, open_redis
 from tests.integration.test_projection_support import wait_until
 
 
@@ -25,7 +26,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     state = tmp_path / "redis" / STATE_FILE
     if state.exists():
         pid = json.loads(state.read_text())["pid"]
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -98,11 +99,11 @@ def test_the_server_dies_with_its_owner_when_the_owner_is_killed_minus_9(
         assert owner.stdout is not None
         assert owner.stdout.readline() == b"up\n"
         server_pid = json.loads((data_dir / "redis" / STATE_FILE).read_text())["pid"]
-        assert _alive(server_pid)
+        assert pid_alive(server_pid)
     finally:
         owner.kill()
         owner.wait()
-    wait_until(lambda: not _alive(server_pid), "the orphaned server exited")
+    wait_until(lambda: not pid_alive(server_pid), "the orphaned server exited")
 
 
 def test_a_server_left_behind_by_a_dead_owner_is_stopped_at_the_next_start(

