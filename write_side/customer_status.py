@@ -34,6 +34,10 @@ class CustomerStatuses(Batching[int, bool | None]):
     def is_active(self, customer_id: int) -> bool | None:
         return self.submit(customer_id)
 
+    def are_active(self, customer_ids: Sequence[int]) -> list[bool | Exception | None]:
+        """Each customer's status, or the error reading it, from shared queries."""
+        return self.submit_many(customer_ids)
+
     def process(self, batch: list[Call[int, bool | None]]) -> None:
         try:
             self._catch_up({call.item for call in batch})

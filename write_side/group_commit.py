@@ -39,6 +39,14 @@ class GroupCommit(Batching[Events, list[Any]]):
         """Store `events` in one transaction and return their recordings, in order."""
         return self.submit(events)
 
+    def save_each(self, commands: Sequence[Events]) -> list[list[Any] | Exception]:
+        """Each command's recordings, or the error that kept it out of the store.
+
+        For a caller holding many commands at once: they join the shared transactions as
+        if each had been saved by its own thread, with the same atomicity per command.
+        """
+        return self.submit_many(commands)
+
     def batch_weight(self, item: Events) -> int:
         return len(item)
 
