@@ -176,23 +176,57 @@ class CustomerService(Application[UUID]):
         placed_at: datetime | None = None,
         claim: IdempotencyClaim | None = None,
     ) -> Written:
-        new_order_id = order_id or uuid.uuid4().hex
-        when = placed_at or datetime.now(UTC)
+        request = OrderRequest.new(customer_id, amount, order_id, placed_at)
 
         def decide(retrying: bool) -> Decision:
             # The customer is only read, as of after the request arrived (shared queries).
-            active = self._statuses.is_active(customer_id)
-            if active is None:
-                raise CustomerNotFoundError(customer_id)
-            if not active:
-                raise CustomerInactiveError(customer_id)
+            _check_may_order(customer_id, self._statuses.is_active(customer_id))
             # A taken order id shows up as a conflict on save; only then is it looked up.
-            if retrying and self._exists(order_stream_id(new_order_id)):
-                raise OrderIdTakenError(new_order_id)
-            order = Order.place(new_order_id, customer_id, amount, when)
-            return Decision([order], {"order_id": new_order_id})
+            if retrying and self._exists(order_stream_id(request.order_id)):
+                raise OrderIdTakenError(request.order_id)
+            return Decision([request.place()], {"order_id": request.order_id})
 
         return self._write(decide, claim)
+
+    def place_orders(self, requests: Sequence[OrderRequest]) -> list[Written | Exception]:
+        """Many orders at once, each decided and stored as if placed alone.
+
+        For a caller that already holds many requests (the HTTP order desk): one status
+        query and one transaction serve them all, with no thread per order. Each outcome
+        is the order's Written or the refusal or error that one order met; an order that
+        loses a race on save is decided again alone, as place_order would.
+        """
+        outcomes: dict[int, Written | Exception] = {}
+        statuses = self._statuses.are_active([request.customer_id for request in requests])
+        deciding: list[int] = []
+        commands: list[list[Any]] = []
+        for index, (request, active) in enumerate(zip(requests, statuses, strict=True)):
+            try:
+                if isinstance(active, Exception):
+                    raise active
+                _check_may_order(request.customer_id, active)
+                order = request.place()
+            except Exception as refusal:
+                outcomes[index] = refusal
+                continue
+            deciding.append(index)
+            commands.append(list(order.collect_events()))
+        saved = self._group_commit.save_each(commands) if commands else []
+        for index, recordings in zip(deciding, saved, strict=True):
+            request = requests[index]
+            if isinstance(recordings, IntegrityError):
+                try:
+                    outcomes[index] = self.place_order(
+                        request.customer_id, request.amount, request.order_id, request.placed_at
+                    )
+                except Exception as refusal:
+                    outcomes[index] = refusal
+            elif isinstance(recordings, Exception):
+                outcomes[index] = recordings
+            else:
+                written = Written({"order_id": request.order_id}, recordings[-1].notification.id)
+                outcomes[index] = written
+        return [outcomes[index] for index in range(len(requests))]
 
     def cancel_order(self, order_id: str, claim: IdempotencyClaim | None = None) -> Written:
         def decide(_: bool) -> Decision:
@@ -382,6 +416,39 @@ class CustomerService(Application[UUID]):
 
     def _customer_exists(self, customer_id: int) -> bool:
         return self._exists(customer_stream_id(customer_id))
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """An order as placed: what the producer sent, with a fresh id and the time if it sent none."""
+
+    customer_id: int
+    amount: Decimal
+    order_id: str
+    placed_at: datetime
+
+    @classmethod
+    def new(
+        cls,
+        customer_id: int,
+        amount: Decimal,
+        order_id: str | None = None,
+        placed_at: datetime | None = None,
+    ) -> OrderRequest:
+        return cls(
+            customer_id, amount, order_id or uuid.uuid4().hex, placed_at or datetime.now(UTC)
+        )
+
+    def place(self) -> Order:
+        return Order.place(self.order_id, self.customer_id, self.amount, self.placed_at)
+
+
+def _check_may_order(customer_id: int, active: bool | None) -> None:
+    """Orders need a registered, active customer (as read after the request arrived)."""
+    if active is None:
+        raise CustomerNotFoundError(customer_id)
+    if not active:
+        raise CustomerInactiveError(customer_id)
 
 
 class _CustomerIdAllocator:

@@ -60,6 +60,11 @@ class KeyDirectory:
             entry = self._entries.get(key_hash)
         return entry
 
+    def may_write(self, key: str) -> bool:
+        """Whether the key is known, not revoked, and of a role that may write."""
+        entry = self.lookup(key)
+        return entry is not None and not entry.is_revoked and entry.role in WRITE_ROLES
+
     def _refresh_unless_started_after(self, moment: float) -> None:
         if self._refreshed_at >= moment:
             return
