@@ -14,6 +14,7 @@ from runtime.redis_store import RedisEndpoint, open_redis
 from runtime.settings import Settings
 from write_side.application import CustomerService
 from write_side.auth import KeyDirectory
+from write_side.order_desk import OrderDesk
 
 
 @dataclass
@@ -23,10 +24,12 @@ class Container:
     settings: Settings
     write_service: CustomerService = field(init=False)
     write_keys: KeyDirectory = field(init=False)
+    order_desk: OrderDesk = field(init=False)
 
     def __post_init__(self) -> None:
         self.write_service = open_customer_service(self.settings.EVENT_STORE_URL)
         self.write_keys = KeyDirectory(self.write_service)
+        self.order_desk = OrderDesk(self.write_service, self.write_keys.may_write)
 
     # The read model's Redis and the projector, built on first use: write-only processes
     # never need Redis.
@@ -63,6 +66,7 @@ class Container:
         return self._projector
 
     def close(self) -> None:
+        self.order_desk.close()
         self.write_service.close()
         if self._redis_client is not None:
             self._redis_client.close()

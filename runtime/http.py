@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from edge.errors import install_error_handlers
 from projections.read_model import Keys
@@ -26,14 +27,14 @@ DESCRIPTION = (
 )
 
 
-def create_write_app(container: Container) -> FastAPI:
+def create_write_app(container: Container) -> ServiceApp:
     """The producers' API alone."""
-    app = FastAPI(title="Customers write API", description=DESCRIPTION, version="0.1.0")
+    app = ServiceApp(title="Customers write API", description=DESCRIPTION, version="0.1.0")
     app.state.write_service = container.write_service
     app.state.write_keys = container.write_keys
     install_error_handlers(app)
     app.include_router(write_router)
-    app.add_middleware(FastOrderPlacement)
+    app.fast_path = FastOrderPlacement(app.framework, container.order_desk)
     app.add_api_route(
         "/healthz", healthz, response_model=Health, tags=["operations"], summary="Alive"
     )
@@ -82,23 +83,28 @@ def _document_validation_errors(app: FastAPI) -> None:
 
 
 class ServiceApp(FastAPI):
-    """A FastAPI app whose customer reads may bypass the framework via the fast path."""
+    """A FastAPI app whose hottest routes are answered in front of the framework.
 
-    fast_path: CustomerFastPath | None = None
+    `fast_path` (an ASGI app that hands everything else to `framework`) sees each
+    request first; the framework's routing, dependencies and middleware serve the rest.
+    """
+
+    fast_path: ASGIApp | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self.fast_path is not None:
             await self.fast_path(scope, receive, send)
         else:
-            await self._framework(scope, receive, send)
+            await self.framework(scope, receive, send)
 
-    async def _framework(self, scope: Any, receive: Any, send: Any) -> None:
+    async def framework(self, scope: Any, receive: Any, send: Any) -> None:
         await super().__call__(scope, receive, send)
 
 
 def _mount_read_side(
     app: ServiceApp, read_side: ReadSide, store_head: Callable[[], int] | None
-) -> None:
+) -> CustomerFastPath:
+    """Mount the read routes; return the customer reads' fast path, in front of `app`."""
     app.state.read_side = read_side
     app.state.customer_reader = read_side.reader
     app.state.store_head = store_head
@@ -109,7 +115,7 @@ def _mount_read_side(
     def current_reader() -> CustomerReader | None:
         return read_side.reader if read_side.started else None
 
-    app.fast_path = CustomerFastPath(app._framework, current_reader, read_side.metrics)
+    return CustomerFastPath(app.framework, current_reader, read_side.metrics)
 
 
 def _read_side_lifespan(
@@ -153,7 +159,7 @@ def create_read_app(container: Container, redis_url: str | None = None) -> Servi
         lifespan=_read_side_lifespan(read_side),
     )
     install_error_handlers(app)
-    _mount_read_side(app, read_side, _store_head(container))
+    app.fast_path = _mount_read_side(app, read_side, _store_head(container))
     return app
 
 
@@ -203,9 +209,13 @@ def create_app(
     app.state.write_keys = container.write_keys
     install_error_handlers(app)
     app.include_router(write_router)
-    app.add_middleware(FastOrderPlacement)
-    _mount_read_side(app, read_side, _store_head(container))
+    customer_reads = _mount_read_side(app, read_side, _store_head(container))
+    app.fast_path = FastOrderPlacement(
+        customer_reads, container.order_desk, observe=read_side.metrics.observe
+    )
     if wake_projector is not None:
+        # Orders placed by the desk wake it per batch; the framework's writes per request.
+        container.order_desk.on_placed(wake_projector)
         app.add_middleware(WakeOnWrite, wake=wake_projector)
     _document_validation_errors(app)
     return app

@@ -114,21 +114,34 @@ _REFUSALS: dict[type[Exception], tuple[int, Callable[[Exception], str]]] = {
 }
 
 
+ORDER_FROM_INACTIVE = "Customer is deactivated and cannot place orders."
+
+
+def as_http_refusal(
+    error: Exception, inactive_detail: str = "Customer is deactivated."
+) -> ApiError | None:
+    """The HTTP refusal for a domain or application refusal or a store outage, else None."""
+    if isinstance(error, CustomerInactiveError):
+        return ApiError(409, inactive_detail)
+    if isinstance(error, OperationalError | InterfaceError):
+        return ApiError(503, STORE_UNAVAILABLE, RETRY_AFTER)
+    refusal = _REFUSALS.get(type(error))
+    if refusal is None:
+        return None
+    status, detail = refusal
+    return ApiError(status, detail(error))
+
+
 @contextmanager
 def refusals_as_http(inactive_detail: str = "Customer is deactivated.") -> Iterator[None]:
     """Domain and application refusals, and store outages, as ApiError (404/409/422/503)."""
     try:
         yield
-    except CustomerInactiveError:
-        raise ApiError(409, inactive_detail) from None
-    except (OperationalError, InterfaceError):
-        raise ApiError(503, STORE_UNAVAILABLE, RETRY_AFTER) from None
     except Exception as error:
-        refusal = _REFUSALS.get(type(error))
+        refusal = as_http_refusal(error, inactive_detail)
         if refusal is None:
             raise
-        status, detail = refusal
-        raise ApiError(status, detail(error)) from None
+        raise refusal from None
 
 
 def _positioned(written: Written, **fields: Any) -> dict[str, Any]:
@@ -215,7 +228,7 @@ def reactivate_customer(
 )
 def place_order(body: PlaceOrder, service: Service, claim: Claim) -> dict[str, Any]:
     """Place an order for an active customer; `amount` is an exact decimal."""
-    with refusals_as_http(inactive_detail="Customer is deactivated and cannot place orders."):
+    with refusals_as_http(inactive_detail=ORDER_FROM_INACTIVE):
         written = service.place_order(
             body.customer_id, body.amount, body.order_id, body.placed_at, claim
         )

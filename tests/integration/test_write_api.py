@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from runtime.container import Container
-from runtime.http import create_write_app
+from runtime.http import ServiceApp, create_write_app
 from runtime.settings import Settings
 from write_side.application import CustomerService
 from write_side.domain.order import Order
@@ -534,7 +534,9 @@ def test_an_unexpected_failure_is_a_json_500_without_internals(
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("secret internals")
 
+    # Both the framework's route and the order desk's batches fail unexpectedly.
     monkeypatch.setattr(api.service, "place_order", broken)
+    monkeypatch.setattr(api.service, "place_orders", broken)
     response = api.post("/api/orders", {"customer_id": customer_id, "amount": "1.00"})
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error."}
@@ -553,3 +555,59 @@ def test_birth_date_today_is_accepted(api: WriteApi) -> None:
     stored = api.service.get_customer(customer_id).profile["birth_date"]
     assert stored is not None
     assert date.fromisoformat(stored) == today
+
+
+def test_the_documented_route_answers_orders_exactly_as_the_fast_path(api: WriteApi) -> None:
+    app = api.client.app
+    assert isinstance(app, ServiceApp)
+    staff_key = api.service.issue_api_key("staff-tool", "staff").key
+    desk_batches: list[int] = []
+    place_orders = api.service.place_orders
+
+    def counted(requests: Any) -> Any:
+        desk_batches.append(len(requests))
+        return place_orders(requests)
+
+    api.service.place_orders = counted  # type: ignore[method-assign]
+
+    def answers(run: str) -> list[tuple[int, Any]]:
+        active = api.register()
+        inactive = api.register()
+        assert api.post(f"/api/customers/{inactive}/deactivate").status_code == 200
+        requests: list[tuple[dict[str, Any], dict[str, str]]] = [
+            ({"customer_id": active, "amount": "12.30", "order_id": f"{run}-1"}, {}),
+            ({"customer_id": active, "amount": 0.1}, {}),
+            ({"customer_id": active, "amount": "1.00", "order_id": f"{run}-1"}, {}),
+            ({"customer_id": inactive, "amount": "1.00"}, {}),
+            ({"customer_id": 10**9, "amount": "1.00"}, {}),
+            ({"customer_id": active, "amount": "1.001"}, {}),
+            ({"customer_id": active, "amount": "1.00", "extra": 1}, {}),
+            ({"customer_id": active, "amount": "1.00"}, {"Authorization": f"Token {staff_key}"}),
+            ({"customer_id": active, "amount": "1.00"}, {"Authorization": "Token nope"}),
+            ({"customer_id": active, "amount": "1.00"}, {"Authorization": "Bearer x"}),
+        ]
+        seen = []
+        for body, headers in requests:
+            response = api.client.post("/api/orders", json=body, headers={**api.auth(), **headers})
+            content = response.json()
+            if response.status_code == 201:
+                # Ids and positions differ between the runs; their presence and types do not.
+                assert isinstance(content.pop("position"), int)
+                content["order_id"] = content["order_id"].startswith(run) or "generated"
+            elif isinstance(content.get("detail"), str):
+                content["detail"] = content["detail"].replace(run, "<run>")
+            seen.append((response.status_code, content))
+        return seen
+
+    fast = answers("fast")
+    served_by_desk = sum(desk_batches)
+    fast_path, app.fast_path = app.fast_path, None
+    try:
+        framework = answers("route")
+    finally:
+        app.fast_path = fast_path
+    assert framework == fast
+    assert [status for status, _ in fast] == [201, 201, 409, 409, 404, 422, 422, 403, 401, 401]
+    # The fast path itself answered the placed and refused orders; the route, the rest.
+    assert served_by_desk == 5
+    assert sum(desk_batches) == served_by_desk
