@@ -5,12 +5,23 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.support.waiting import wait_until
 from write_side.batching import Batching, Call, Latch
 
+BLOW_UP = -1000
+
+
+class Interrupted(BaseException):
+    """Like KeyboardInterrupt, which pytest itself would catch."""
+
 
 class Doubling(Batching[int, int]):
-    """Doubles each item; negative items fail alone; records every batch it processed."""
+    """Doubles each item; negative items fail alone; records every batch it processed.
+
+    BLOW_UP makes the whole batch fail with a BaseException, as an interrupt would.
+    """
 
     def __init__(self, max_batch: int, gate: threading.Event | None = None) -> None:
         super().__init__(max_batch)
@@ -23,6 +34,8 @@ class Doubling(Batching[int, int]):
         if self._gate is not None:
             self._gate.wait()
         self.batches.append([call.item for call in batch])
+        if any(call.item == BLOW_UP for call in batch):
+            raise Interrupted
         for call in batch:
             if call.item < 0:
                 call.fail(ValueError(f"negative: {call.item}"))
@@ -76,9 +89,9 @@ def test_batches_and_single_items_from_many_threads_share_rounds_and_all_settle(
     assert len(batching.batches) < len(singles) + len(batches)  # rounds were shared
 
 
-def test_a_latch_lets_every_waiter_through_once_set_and_ignores_a_second_set() -> None:
+def test_a_latch_holds_waiters_until_opened_then_lets_all_through() -> None:
     latch = Latch()
-    assert not latch.is_set
+    assert not latch.is_open
     passed: list[int] = []
 
     def wait_then_pass(index: int) -> None:
@@ -88,10 +101,33 @@ def test_a_latch_lets_every_waiter_through_once_set_and_ignores_a_second_set() -
     waiters = [threading.Thread(target=wait_then_pass, args=(i,)) for i in range(5)]
     for waiter in waiters:
         waiter.start()
-    latch.set()
-    latch.set()
+    waiters[0].join(timeout=0.1)
+    # Held at the closed gate.
+    assert waiters[0].is_alive()
+    assert passed == []
+    latch.open()
+    latch.open()  # opening twice changes nothing
     for waiter in waiters:
         waiter.join(timeout=5)
     assert sorted(passed) == [0, 1, 2, 3, 4]
-    assert latch.is_set
+    assert latch.is_open
     latch.wait()  # an open latch never blocks again
+
+
+def test_a_caller_leaving_with_an_interrupt_takes_its_calls_but_not_the_lead() -> None:
+    batching = Doubling(max_batch=1)
+    # The third round blows up, just after the lead passed to the caller's last item.
+    with pytest.raises(Interrupted):
+        batching.submit_many([1, 2, BLOW_UP, 4])
+    assert batching.batches == [[1], [2], [BLOW_UP]]
+    # Later callers are served: nobody waits for a leader that left.
+    served: list[object] = []
+
+    def later_callers() -> None:
+        served.append(batching.submit(5))
+        served.append(batching.submit_many([6, 7]))
+
+    caller = threading.Thread(target=later_callers, daemon=True)  # a hang fails, not blocks
+    caller.start()
+    caller.join(timeout=5)
+    assert served == [10, [12, 14]]
