@@ -215,18 +215,24 @@ class CustomerService(Application[UUID]):
         for index, recordings in zip(deciding, saved, strict=True):
             request = requests[index]
             if isinstance(recordings, IntegrityError):
-                try:
-                    outcomes[index] = self.place_order(
-                        request.customer_id, request.amount, request.order_id, request.placed_at
-                    )
-                except Exception as refusal:
-                    outcomes[index] = refusal
+                outcomes[index] = self._order_placed_again(request)
             elif isinstance(recordings, Exception):
                 outcomes[index] = recordings
             else:
                 written = Written({"order_id": request.order_id}, recordings[-1].notification.id)
                 outcomes[index] = written
         return [outcomes[index] for index in range(len(requests))]
+
+    def _order_placed_again(self, request: OrderRequest) -> Written | Exception:
+        """After a lost race on save: the id was taken (the usual case), or decide again."""
+        try:
+            if self._exists(order_stream_id(request.order_id)):
+                raise OrderIdTakenError(request.order_id)
+            return self.place_order(
+                request.customer_id, request.amount, request.order_id, request.placed_at
+            )
+        except Exception as refusal:
+            return refusal
 
     def cancel_order(self, order_id: str, claim: IdempotencyClaim | None = None) -> Written:
         def decide(_: bool) -> Decision:

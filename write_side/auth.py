@@ -50,8 +50,15 @@ class KeyDirectory:
         self._refreshed_at = float("-inf")  # when the last completed refresh started
         self._lock = threading.Lock()
 
-    def lookup(self, key: str) -> ApiKeyEntry | None:
-        arrived = time.monotonic()
+    def lookup(self, key: str, arrived: float | None = None) -> ApiKeyEntry | None:
+        """The key's entry, fresh enough for a request that arrived at `arrived`.
+
+        Known keys come from a read at most `max_age` before that; a key not known yet is
+        looked for again after a refresh that began after it. `arrived` is a
+        time.monotonic() reading, now by default.
+        """
+        if arrived is None:
+            arrived = time.monotonic()
         key_hash = hash_key(key)
         self._refresh_unless_started_after(arrived - self._max_age)
         entry = self._entries.get(key_hash)
@@ -60,9 +67,9 @@ class KeyDirectory:
             entry = self._entries.get(key_hash)
         return entry
 
-    def may_write(self, key: str) -> bool:
+    def may_write(self, key: str, arrived: float | None = None) -> bool:
         """Whether the key is known, not revoked, and of a role that may write."""
-        entry = self.lookup(key)
+        entry = self.lookup(key, arrived)
         return entry is not None and not entry.is_revoked and entry.role in WRITE_ROLES
 
     def _refresh_unless_started_after(self, moment: float) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,9 +40,15 @@ REFER = Referral()
 Outcome = Written | Exception | Referral
 
 
+# Whether a key may place orders, asked with the moment its request arrived (so that one
+# refresh of the keys serves every request that arrived before it began).
+KeyCheck = Callable[[str, float], bool]
+
+
 @dataclass(frozen=True)
 class _Ticket:
     key: str
+    arrived: float
     request: OrderRequest
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Outcome]
@@ -53,11 +60,11 @@ class OrderDesk:
     def __init__(
         self,
         service: CustomerService,
-        accepts_key: Callable[[str], bool],
+        may_place: KeyCheck,
         max_batch: int = MAX_BATCH,
     ) -> None:
         self._service = service
-        self._accepts_key = accepts_key
+        self._may_place = may_place
         self._max_batch = max_batch
         self._waiting: deque[_Ticket] = deque()
         self._ready = threading.Condition()
@@ -66,7 +73,10 @@ class OrderDesk:
         self._listeners: list[Callable[[], None]] = []
 
     def on_placed(self, listener: Callable[[], None]) -> None:
-        """Call `listener` (in the desk's thread) after each batch that stored an order."""
+        """Have `listener` called, in the desk's thread, after each batch that stored an order.
+
+        It runs before that batch's callers are answered.
+        """
         self._listeners.append(listener)
 
     async def place(self, key: str, request: OrderRequest) -> Outcome:
@@ -75,12 +85,13 @@ class OrderDesk:
         REFER means the desk did not decide: the key is not one that may place orders
         (or could not be checked), or the desk is closed. Nothing was stored.
         """
+        arrived = time.monotonic()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         with self._ready:
             if self._closed:
                 return REFER
-            self._waiting.append(_Ticket(key, request, loop, future))
+            self._waiting.append(_Ticket(key, arrived, request, loop, future))
             if self._worker is None:
                 self._worker = threading.Thread(target=self._run, name="order-desk", daemon=True)
                 self._worker.start()
@@ -95,6 +106,8 @@ class OrderDesk:
             worker = self._worker
         if worker is not None:
             worker.join(STOP_SECONDS)
+            if worker.is_alive():
+                log.warning("the order desk was still placing orders after %.0f s", STOP_SECONDS)
 
     def _run(self) -> None:
         while True:
@@ -107,27 +120,42 @@ class OrderDesk:
                 batch = [self._waiting.popleft() for _ in range(count)]
             try:
                 outcomes = self._decide(batch)
-            except BaseException:  # the thread is going down: answer, and let a new one start
-                _settle(batch, [DeskStoppedError("the order desk stopped")] * len(batch))
+            except BaseException:  # the thread is going down: answer everyone waiting
                 with self._ready:
-                    self._worker = None
+                    batch += self._waiting
+                    self._waiting.clear()
+                    self._worker = None  # the next order starts a new one
+                _settle(batch, [DeskStoppedError("the order desk stopped")] * len(batch))
                 raise
-            _settle(batch, outcomes)
+            # Listeners first: the in-process projector starts on the orders at once.
             if any(isinstance(outcome, Written) for outcome in outcomes):
                 self._tell_listeners()
+            _settle(batch, outcomes)
 
     def _decide(self, batch: list[_Ticket]) -> list[Outcome]:
         outcomes: list[Outcome] = [REFER] * len(batch)
+        placing = self._placing(batch)
+        if not placing:
+            return outcomes
         try:
-            placing = [index for index, ticket in enumerate(batch) if self._accepts(ticket.key)]
-            if placing:
-                placed = self._service.place_orders([batch[index].request for index in placing])
-                for index, outcome in zip(placing, placed, strict=True):
-                    outcomes[index] = outcome
+            placed = self._service.place_orders([batch[index].request for index in placing])
         except Exception as error:  # never leave a caller waiting
             log.exception("order desk batch failed")
-            return [error] * len(batch)
+            placed = [error] * len(placing)
+        for index, outcome in zip(placing, placed, strict=True):
+            outcomes[index] = outcome
         return outcomes
+
+    def _placing(self, batch: list[_Ticket]) -> list[int]:
+        """Positions in the batch of the orders whose keys may place them (each key once)."""
+        verdicts: dict[str, bool] = {}
+        try:
+            for ticket in batch:
+                if ticket.key not in verdicts:
+                    verdicts[ticket.key] = self._may_place(ticket.key, ticket.arrived)
+        except Exception:  # the keys cannot be read (store outage): the route answers all
+            return []
+        return [index for index, ticket in enumerate(batch) if verdicts[ticket.key]]
 
     def _tell_listeners(self) -> None:
         for listener in self._listeners:
@@ -135,12 +163,6 @@ class OrderDesk:
                 listener()
             except Exception:
                 log.exception("order desk listener failed")
-
-    def _accepts(self, key: str) -> bool:
-        try:
-            return self._accepts_key(key)
-        except Exception:  # e.g. the store is unreachable: the route answers 503
-            return False
 
 
 def _settle(batch: list[_Ticket], outcomes: list[Outcome]) -> None:
