@@ -17,12 +17,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.errors import INTERNAL_ERROR
 from edge.token_header import TokenHeaderError, key_from_header
@@ -37,11 +37,6 @@ PATH = "/api/orders"
 # Larger bodies are no plain order; the route reads them.
 MAX_BODY_BYTES = 16 * 1024
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Observe = Callable[[str, str, int, float], None]
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 
@@ -89,17 +84,22 @@ class FastOrderPlacement:
 
 
 def _plain_order_key(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The Token key of a JSON request without Idempotency-Key; None if not that."""
+    """The Token key of a JSON request without Idempotency-Key; None if not that.
+
+    Of repeated headers the first counts, as in the framework.
+    """
     authorization: bytes | None = None
-    content_type = b""
+    content_type: bytes | None = None
     for name, value in headers:
         if name == b"authorization":
-            authorization = value
+            authorization = value if authorization is None else authorization
         elif name == b"content-type":
-            content_type = value
+            content_type = value if content_type is None else content_type
         elif name == b"idempotency-key":
             return None
-    if authorization is None or content_type.split(b";")[0].strip().lower() != b"application/json":
+    if authorization is None or content_type is None:
+        return None
+    if content_type.split(b";")[0].strip().lower() != b"application/json":
         return None
     try:
         return key_from_header(authorization.decode("latin-1"))

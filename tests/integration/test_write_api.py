@@ -570,7 +570,7 @@ def test_the_documented_route_answers_orders_exactly_as_the_fast_path(api: Write
 
     api.service.place_orders = counted  # type: ignore[method-assign]
 
-    def answers(run: str) -> list[tuple[int, Any]]:
+    def answers(run: str) -> list[tuple[int, Any, str | None]]:
         active = api.register()
         inactive = api.register()
         assert api.post(f"/api/customers/{inactive}/deactivate").status_code == 200
@@ -585,6 +585,7 @@ def test_the_documented_route_answers_orders_exactly_as_the_fast_path(api: Write
             ({"customer_id": active, "amount": "1.00"}, {"Authorization": f"Token {staff_key}"}),
             ({"customer_id": active, "amount": "1.00"}, {"Authorization": "Token nope"}),
             ({"customer_id": active, "amount": "1.00"}, {"Authorization": "Bearer x"}),
+            ({"customer_id": active, "amount": "1.00"}, {"Idempotency-Key": f"{run}-key"}),
         ]
         seen = []
         for body, headers in requests:
@@ -596,7 +597,7 @@ def test_the_documented_route_answers_orders_exactly_as_the_fast_path(api: Write
                 content["order_id"] = content["order_id"].startswith(run) or "generated"
             elif isinstance(content.get("detail"), str):
                 content["detail"] = content["detail"].replace(run, "<run>")
-            seen.append((response.status_code, content))
+            seen.append((response.status_code, content, response.headers.get("www-authenticate")))
         return seen
 
     fast = answers("fast")
@@ -607,7 +608,8 @@ def test_the_documented_route_answers_orders_exactly_as_the_fast_path(api: Write
     finally:
         app.fast_path = fast_path
     assert framework == fast
-    assert [status for status, _ in fast] == [201, 201, 409, 409, 404, 422, 422, 403, 401, 401]
+    statuses = [status for status, _, _ in fast]
+    assert statuses == [201, 201, 409, 409, 404, 422, 422, 403, 401, 401, 201]
     # The fast path itself answered the placed and refused orders; the route, the rest.
     assert served_by_desk == 5
     assert sum(desk_batches) == served_by_desk
