@@ -7,6 +7,7 @@ which the orchestrator reports as an unreadable part instead of guessing a numbe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,9 @@ def projection(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_SWEEP_KEYS = ("connections", "orders_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_order")
+
+
 def write(raw: dict[str, Any]) -> dict[str, Any]:
     """bench/write_throughput.py: orders/s over HTTP beside the library's save rate."""
     http = raw.get("http") or {}
@@ -68,8 +72,25 @@ def write(raw: dict[str, Any]) -> dict[str, Any]:
             "p50_ms": http.get("p50_ms"),
             "p99_ms": http.get("p99_ms"),
             "other_statuses": http.get("other_statuses") or {},
+            "server_cpu_ms_per_order": http.get("server_cpu_ms_per_order"),
+            "sweep": [
+                {key: run.get(key) for key in _SWEEP_KEYS} for run in raw.get("http_sweep") or []
+            ],
+            "batched_saves_per_s": _batched_saves(raw),
+            "in_process_place_order_per_s": (raw.get("service_place_order_in_process") or {}).get(
+                "orders_per_s"
+            ),
         }
     }
+
+
+def _batched_saves(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The library's save rate with many orders per call (save_<N>_orders_per_call)."""
+    for key, value in raw.items():
+        match = re.fullmatch(r"save_(\d+)_orders_per_call", key)
+        if match and isinstance(value, dict):
+            return {"orders_per_call": int(match[1]), "orders_per_s": value.get("saves_per_s")}
+    return None
 
 
 def freshness(raw: dict[str, Any]) -> dict[str, Any]:

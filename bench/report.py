@@ -329,9 +329,48 @@ def write_section(results: dict[str, Any]) -> str:
     saves = write.get("in_process_saves_per_s")
     rows = [
         ["orders over HTTP (`POST /api/orders`)", fmt_number(http), fmt_ratio(http, saves)],
-        ["library in-process `Application.save`", fmt_number(saves), "1.00x"],
+        ["library in-process `Application.save`, one order per call", fmt_number(saves), "1.00x"],
     ]
-    parts = [table(["path", "per second", "vs in-process save"], rows)]
+    batched = write.get("batched_saves_per_s")
+    if batched:
+        rows.append(
+            [
+                f"library in-process `Application.save`, {batched['orders_per_call']} orders "
+                "per call (the ceiling batching can approach)",
+                fmt_number(batched["orders_per_s"]),
+                fmt_ratio(batched["orders_per_s"], saves),
+            ]
+        )
+    threaded = write.get("in_process_place_order_per_s")
+    if threaded:
+        rows.append(
+            [
+                "in-process `CustomerService.place_order`, a thread per order (no HTTP)",
+                fmt_number(threaded),
+                fmt_ratio(threaded, saves),
+            ]
+        )
+    parts = [table(["path", "orders/s", "vs one order per save"], rows)]
+    sweep = write.get("sweep") or []
+    if len(sweep) > 1:
+        sweep_rows = [
+            [
+                fmt_number(run.get("connections")),
+                fmt_number(run.get("orders_per_s")),
+                fmt_number(run.get("p50_ms"), 2),
+                fmt_number(run.get("p99_ms"), 2),
+                fmt_number(run.get("server_cpu_ms_per_order"), 3),
+            ]
+            for run in sweep
+        ]
+        parts += [
+            "",
+            "Orders over HTTP by number of connections (the headline is the best):",
+            "",
+            table(
+                ["connections", "orders/s", "p50 ms", "p99 ms", "server CPU ms/order"], sweep_rows
+            ),
+        ]
     details = []
     if write.get("store"):
         details.append(f"Event store: {write['store']}.")

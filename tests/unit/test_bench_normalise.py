@@ -60,6 +60,30 @@ def test_write_results_keep_both_rates_and_the_http_latencies() -> None:
     assert write["p99_ms"] == 60.0
 
 
+def test_write_results_keep_the_connection_sweep_and_the_batched_save_ceiling() -> None:
+    raw = {
+        **WRITE_RAW,
+        "http_sweep": [
+            {"connections": 64, "orders_per_s": 2000.0, "server_cpu_ms_per_order": 0.2},
+            {"connections": 256, "orders_per_s": 2100.0, "socket_errors": None},
+        ],
+        "save_64_orders_per_call": {"saves": 640, "saves_per_s": 7000.0},
+        "service_place_order_in_process": {"orders_per_s": 1800.0},
+    }
+    write = NORMALISERS["write"](raw)["write"]
+    assert [run["connections"] for run in write["sweep"]] == [64, 256]
+    assert write["sweep"][0]["server_cpu_ms_per_order"] == 0.2
+    assert "socket_errors" not in write["sweep"][1]
+    assert write["batched_saves_per_s"] == {"orders_per_call": 64, "orders_per_s": 7000.0}
+    assert write["in_process_place_order_per_s"] == 1800.0
+
+
+def test_write_results_of_an_older_run_have_no_sweep_or_ceiling() -> None:
+    write = NORMALISERS["write"](WRITE_RAW)["write"]
+    assert write["sweep"] == []
+    assert write["batched_saves_per_s"] is None
+
+
 def test_rebuild_rate_is_derived_from_events_and_seconds() -> None:
     rebuild = NORMALISERS["rebuild"]({"events": 60000, "seconds": 1.5})["rebuild"]
     assert rebuild["eps"] == 40000
