@@ -49,16 +49,25 @@ async def _http_exception(_: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), exc.headers)
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    log.error(
+def log_unexpected(
+    error: BaseException,
+    method: str,
+    path: str,
+    request_id: str | None = None,
+    logger: logging.Logger = log,
+) -> str:
+    """Log an unhandled error with its traceback; return the request id the reply names."""
+    request_id = request_id or uuid.uuid4().hex
+    logger.error(
         "unhandled error request_id=%s %s %s: %s: %s",
-        request_id,
-        request.method,
-        request.url.path,
-        type(exc).__name__,
-        exc,
-        exc_info=exc,
+        request_id, method, path, type(error).__name__, error, exc_info=error,
+    )  # fmt: skip
+    return request_id
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    request_id = log_unexpected(
+        exc, request.method, request.url.path, request.headers.get("x-request-id")
     )
     return error_response(500, INTERNAL_ERROR, {"X-Request-Id": request_id})
 

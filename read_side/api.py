@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -24,7 +23,7 @@ from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from edge.errors import INTERNAL_ERROR
+from edge.errors import INTERNAL_ERROR, log_unexpected
 from edge.token_header import INVALID_TOKEN
 from projections.read_model import DOC_FIELD, ORDERS_FIELD, SPENT_FIELD, Keys, render_customer
 from read_side.auth import AccessRefusedError, authorize_reader
@@ -246,11 +245,7 @@ class CustomerFastPath:
 
 
 def internal_error(error: BaseException, method: str, path: str) -> Reply:
-    request_id = uuid.uuid4().hex
-    log.error(
-        "unhandled error request_id=%s %s %s: %s",
-        request_id, method, path, type(error).__name__, exc_info=error,
-    )  # fmt: skip
+    request_id = log_unexpected(error, method, path, logger=log)
     return _error(500, INTERNAL_ERROR, (b"x-request-id", request_id.encode()))
 
 

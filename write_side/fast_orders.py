@@ -14,9 +14,7 @@ own wording, never passed on: the command must not run twice.
 from __future__ import annotations
 
 import json
-import logging
 import time
-import uuid
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -24,14 +22,12 @@ import orjson
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge.errors import INTERNAL_ERROR
+from edge.errors import INTERNAL_ERROR, log_unexpected
 from edge.token_header import TokenHeaderError, key_from_header
 from write_side.api import ORDER_FROM_INACTIVE, as_http_refusal
 from write_side.application import OrderRequest, Written
 from write_side.order_desk import OrderDesk, Referral
 from write_side.schemas import PlaceOrder
-
-log = logging.getLogger("customers.http")
 
 PATH = "/api/orders"
 # Larger bodies are no plain order; the route reads them.
@@ -124,11 +120,7 @@ def _answer(outcome: Written | Exception) -> Answer:
     if refusal is not None:
         extra = [(name.lower().encode(), value.encode()) for name, value in refusal.headers.items()]
         return refusal.status_code, orjson.dumps({"detail": refusal.detail}), extra
-    request_id = uuid.uuid4().hex
-    log.error(
-        "unhandled error request_id=%s POST %s: %s: %s",
-        request_id, PATH, type(outcome).__name__, outcome, exc_info=outcome,
-    )  # fmt: skip
+    request_id = log_unexpected(outcome, "POST", PATH)
     return 500, orjson.dumps({"detail": INTERNAL_ERROR}), [(b"x-request-id", request_id.encode())]
 
 
