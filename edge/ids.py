@@ -1,0 +1,22 @@
+"""Customer ids in URLs, one rule for both sides: Django's `<int:pk>` bounded to 64 bits.
+
+Django's int converter matches `[0-9]+` (ASCII digits, leading zeros allowed: `01` is 1)
+and nothing else: no sign, space, underscore or other script's digits. Ids are at most
+2^63-1, the largest a signed 64-bit column holds; anything else is no customer (404).
+"""
+
+from __future__ import annotations
+
+MAX_CUSTOMER_ID = 2**63 - 1
+_MAX_DIGITS = len(str(MAX_CUSTOMER_ID))
+
+
+def parse_customer_id(segment: str) -> int | None:
+    """The id a URL segment names, or None when it names no customer."""
+    if not segment or not segment.isascii() or not segment.isdigit():
+        return None
+    significant = segment.lstrip("0")
+    if not significant or len(significant) > _MAX_DIGITS:
+        return None
+    value = int(significant)
+    return value if value <= MAX_CUSTOMER_ID else None
