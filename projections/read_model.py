@@ -44,7 +44,7 @@ PROFILE_FIELDS: tuple[str, ...] = (
 )
 COMPLETION_FIELDS: tuple[str, ...] = PROFILE_FIELDS[:7]
 
-# The 200 body's fields in the contract's order (its table lists notes with the strings).
+# The 200 body's fields in the seed document's order.
 RESPONSE_FIELDS: tuple[str, ...] = (
     "id",
     "first_name",
@@ -52,9 +52,9 @@ RESPONSE_FIELDS: tuple[str, ...] = (
     "email",
     "mobile_number",
     "national_code",
-    "notes",
     "birth_date",
     "gender",
+    "notes",
     "is_active",
     "is_profile_completed",
     "date_joined",
@@ -130,9 +130,9 @@ def customer_document(
         "email": email,
         "mobile_number": mobile,
         "national_code": national_code,
-        "notes": notes,
         "birth_date": birth_date,
         "gender": gender,
+        "notes": notes,
     }
     body["is_active"] = values[D_ACTIVE] in (1, "1", True)
     body["is_profile_completed"] = all(v is not None for v in profile[:7])

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -23,11 +22,11 @@ from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from edge.errors import INTERNAL_ERROR, log_unexpected
+from edge.ids import MAX_CUSTOMER_ID, parse_customer_id
+from edge.pipeline import ROUTE_KEY
 from edge.token_header import INVALID_TOKEN
 from projections.read_model import DOC_FIELD, ORDERS_FIELD, SPENT_FIELD, Keys, render_customer
 from read_side.auth import AccessRefusedError, authorize_reader
-from read_side.metrics import RequestMetrics
 from read_side.projection_state import ProjectionState
 from read_side.redis_link import RedisLink, RedisReplyError, StoreUnavailableError
 
@@ -35,7 +34,6 @@ log = logging.getLogger("customers.read")
 
 PATH_PREFIX = "/api/customers/"
 ROUTE = "/api/customers/{customer_id}"
-MAX_CUSTOMER_ID = 2**63 - 1
 NOT_FOUND = "Customer not found."
 UNAVAILABLE = "The read model is unavailable; retry shortly."
 NOT_CAUGHT_UP = "The read model has not reached X-Min-Position yet; retry shortly."
@@ -68,16 +66,6 @@ def _error(status: int, detail: str, *extra: tuple[bytes, bytes]) -> Reply:
     return Reply(status, [_JSON, *extra], orjson.dumps({"detail": detail}))
 
 
-def parse_customer_id(segment: str) -> int | None:
-    """A positive integer that fits in 64 bits, written plainly ("7", not "+7" or "07")."""
-    if not segment or len(segment) > 19 or not segment.isascii() or not segment.isdigit():
-        return None
-    if segment[0] == "0":
-        return None
-    value = int(segment)
-    return value if value <= MAX_CUSTOMER_ID else None
-
-
 def _etag_matches(if_none_match: str, etag: str) -> bool:
     if if_none_match.strip() == "*":
         return True
@@ -101,13 +89,13 @@ class CustomerReader:
         self._keys = keys
         self._min_position_wait = min_position_wait
         # Authorization header -> role, valid for one snapshot of the keys only.
-        self._granted: dict[str, str] = {}
+        self._granted: dict[bytes | str, str] = {}
         self._granted_for: object = None
 
     async def reply(
         self,
         segment: str,
-        authorization: str | None,
+        authorization: bytes | str | None,
         min_position: str | None = None,
         if_none_match: str | None = None,
     ) -> Reply:
@@ -122,10 +110,9 @@ class CustomerReader:
             and refusal.detail == INVALID_TOKEN
             and wanted is not None
             and wanted > state.grants_position
-            and await state.wait_for(wanted, self._min_position_wait)
         ):
             # A key issued just before the write it waits for may be newer than the cached
-            # keys, even once the position itself has been announced: read them again.
+            # keys: read them once more. An unknown key never waits, whatever it asks for.
             with contextlib.suppress(StoreUnavailableError, RedisReplyError):
                 await state.refresh()
             refusal = self._authorize(authorization)
@@ -165,7 +152,7 @@ class CustomerReader:
         headers.append(_JSON)
         return Reply(200, headers, body)
 
-    def _authorize(self, authorization: str | None) -> AccessRefusedError | None:
+    def _authorize(self, authorization: bytes | str | None) -> AccessRefusedError | None:
         """None if the caller may read; the refusal otherwise (decisions cached per keys)."""
         grants = self._state.grants
         if grants is not self._granted_for:
@@ -193,17 +180,15 @@ def _min_position(header: str | None) -> int | None:
 
 
 class CustomerFastPath:
-    """ASGI middleware answering GET /api/customers/<segment> without the framework."""
+    """ASGI app answering GET and HEAD /api/customers/<segment> without the framework.
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        reader: Callable[[], CustomerReader | None],
-        metrics: RequestMetrics,
-    ) -> None:
+    Everything else goes to `app`. The edge pipeline around it has joined repeated
+    headers, bounded the request and times, logs and renders failures for every path.
+    """
+
+    def __init__(self, app: ASGIApp, reader: Callable[[], CustomerReader | None]) -> None:
         self._app = app
         self._reader = reader
-        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -211,42 +196,30 @@ class CustomerFastPath:
         if (
             reader is None
             or scope["type"] != "http"
-            or scope["method"] != "GET"
+            or scope["method"] not in ("GET", "HEAD")
             or not path.startswith(PATH_PREFIX)
             or "/" in path[len(PATH_PREFIX) :]
         ):
             await self._app(scope, receive, send)
             return
-        started = time.perf_counter()
-        authorization = min_position = if_none_match = None
+        scope[ROUTE_KEY] = ROUTE
+        authorization: bytes | None = None
+        min_position = if_none_match = None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                authorization = value.decode("latin-1")
+                authorization = value
             elif name == b"x-min-position":
                 min_position = value.decode("latin-1")
             elif name == b"if-none-match":
                 if_none_match = value.decode("latin-1")
-        metrics = self._metrics
-        metrics.in_flight += 1
-        try:
-            reply = await reader.reply(
-                path[len(PATH_PREFIX) :], authorization, min_position, if_none_match
-            )
-        except Exception as error:
-            reply = internal_error(error, "GET", path)
-        finally:
-            metrics.in_flight -= 1
+        reply = await reader.reply(
+            path[len(PATH_PREFIX) :], authorization, min_position, if_none_match
+        )
         headers = reply.headers
         if reply.status != 304:
             headers = [*headers, (b"content-length", str(len(reply.body)).encode())]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
-        metrics.observe("GET", ROUTE, reply.status, time.perf_counter() - started)
-
-
-def internal_error(error: BaseException, method: str, path: str) -> Reply:
-    request_id = log_unexpected(error, method, path, logger=log)
-    return _error(500, INTERNAL_ERROR, (b"x-request-id", request_id.encode()))
 
 
 # The documented route: same behaviour, and the schema staff tools read.
@@ -261,9 +234,9 @@ class CustomerDocument(BaseModel):
     email: str | None
     mobile_number: str | None
     national_code: str | None
-    notes: str | None
     birth_date: str | None = Field(description="YYYY-MM-DD", pattern=r"^\d{4}-\d{2}-\d{2}$")
     gender: str | None = Field(description="male or female", pattern="^(male|female)$")
+    notes: str | None
     is_active: bool
     is_profile_completed: bool
     date_joined: str = Field(description="ISO 8601 with timezone")
@@ -286,38 +259,41 @@ def _documented(description: str, **headers: str) -> dict[str, Any]:
     return documented
 
 
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The customer",
+        "headers": {
+            "X-Projection-Position": {
+                "description": "Event store position the read model had applied",
+                "schema": {"type": "integer"},
+            },
+            "ETag": {"description": "Entity tag of the body", "schema": {"type": "string"}},
+        },
+    },
+    304: {"description": "Not modified (If-None-Match matched the ETag)"},
+    401: _documented(
+        "Missing, malformed, unknown or revoked key",
+        **{"WWW-Authenticate": "Always Token"},
+    ),
+    403: _documented("The key's role is not staff or admin"),
+    404: _documented("No such customer, or an id that is not a positive 64-bit integer"),
+    422: _documented("X-Min-Position is not a non-negative integer"),
+    500: _documented("Internal server error."),
+    503: _documented(
+        "Read model unreachable, or X-Min-Position not reached in time",
+        **{"Retry-After": "Seconds to wait before retrying"},
+    ),
+}
+
 router = APIRouter(tags=["staff"])
 
 
 @router.get(
     ROUTE,
+    operation_id="get_customer",
     response_model=CustomerDocument,
     summary="Read one customer with running totals",
-    responses={
-        200: {
-            "description": "The customer",
-            "headers": {
-                "X-Projection-Position": {
-                    "description": "Event store position the read model had applied",
-                    "schema": {"type": "integer"},
-                },
-                "ETag": {"description": "Entity tag of the body", "schema": {"type": "string"}},
-            },
-        },
-        304: {"description": "Not modified (If-None-Match matched the ETag)"},
-        401: _documented(
-            "Missing, malformed, unknown or revoked key",
-            **{"WWW-Authenticate": "Always Token"},
-        ),
-        403: _documented("The key's role is not staff or admin"),
-        404: _documented("No such customer, or an id that is not a positive 64-bit integer"),
-        422: _documented("X-Min-Position is not a non-negative integer"),
-        500: _documented("Internal server error."),
-        503: _documented(
-            "Read model unreachable, or X-Min-Position not reached in time",
-            **{"Retry-After": "Seconds to wait before retrying"},
-        ),
-    },
+    responses=READ_RESPONSES,
 )
 async def get_customer(
     request: Request,
@@ -347,3 +323,14 @@ async def get_customer(
     response = Response(reply.body, status_code=reply.status)
     response.raw_headers.extend(reply.headers)
     return response
+
+
+router.add_api_route(
+    ROUTE,
+    get_customer,
+    methods=["HEAD"],
+    operation_id="head_customer",
+    summary="The headers of a customer read, without its body",
+    response_class=Response,
+    responses={**READ_RESPONSES, 200: {"description": "As GET, without the body"}},
+)

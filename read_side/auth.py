@@ -26,8 +26,8 @@ class AccessRefusedError(Exception):
         self.detail = detail
 
 
-def authorize_reader(authorization: str | None, grants: Mapping[str, KeyGrant]) -> str:
-    """The caller's role if it may read customers; raises AccessRefusedError otherwise."""
+def identify(authorization: bytes | str | None, grants: Mapping[str, KeyGrant]) -> KeyGrant:
+    """The live key a Token header names; raises AccessRefusedError (401) otherwise."""
     try:
         key = key_from_header(authorization)
     except TokenHeaderError as error:
@@ -38,6 +38,12 @@ def authorize_reader(authorization: str | None, grants: Mapping[str, KeyGrant]) 
     # key; the final comparison is constant-time as well.
     if grant is None or not hmac.compare_digest(grant.key_hash, key_hash) or grant.revoked:
         raise AccessRefusedError(401, INVALID_TOKEN)
+    return grant
+
+
+def authorize_reader(authorization: bytes | str | None, grants: Mapping[str, KeyGrant]) -> str:
+    """The caller's role if it may read customers; raises AccessRefusedError otherwise."""
+    grant = identify(authorization, grants)
     if grant.role not in READ_ROLES:
         raise AccessRefusedError(403, PERMISSION_DENIED)
     return grant.role

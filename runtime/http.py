@@ -10,14 +10,16 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from edge.errors import install_error_handlers
+from edge.openapi import document_api
+from edge.pipeline import EdgeLimits, EdgePipeline, Observer
 from projections.read_model import Keys
 from read_side.api import CustomerFastPath, CustomerReader
 from read_side.api import router as read_router
-from read_side.metrics import RequestTimer
 from read_side.read_side import ReadSide
 from read_side.service import Health, healthz
 from read_side.service import router as service_router
 from runtime.container import Container
+from runtime.method_gate import install_method_gate, key_directory_role, read_grants_role
 from write_side.api import router as write_router
 from write_side.fast_orders import FastOrderPlacement
 
@@ -33,65 +35,45 @@ def create_write_app(container: Container) -> ServiceApp:
     app.state.write_service = container.write_service
     app.state.write_keys = container.write_keys
     install_error_handlers(app)
+    install_method_gate(app, key_directory_role(container.write_keys), write_router)
     app.include_router(write_router)
     app.fast_path = FastOrderPlacement(app.framework, container.order_desk)
+    app.edge = EdgePipeline(app.dispatch, _limits(container))
     app.add_api_route(
         "/healthz", healthz, response_model=Health, tags=["operations"], summary="Alive"
     )
-    _document_validation_errors(app)
+    document_api(app)
     return app
 
 
-_ONE_LINE_DETAIL: dict[str, Any] = {
-    "type": "object",
-    "properties": {"detail": {"type": "string"}},
-    "required": ["detail"],
-}
-
-
-def _document_validation_errors(app: FastAPI) -> None:
-    """Where a route documents 422 as `{"detail": str}`, allow FastAPI's list form too.
-
-    Request validation errors keep FastAPI's standard body (the contract says so) while
-    the edge refuses some values with a one-line detail, so a 422 can carry either form;
-    the schema must say both or clients reject real answers.
-    """
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = build()
-        components = schema.get("components", {}).get("schemas", {})
-        if "HTTPValidationError" not in components:
-            return schema
-        listed = {"$ref": "#/components/schemas/HTTPValidationError"}
-        for path_item in schema.get("paths", {}).values():
-            for operation in path_item.values():
-                content = operation.get("responses", {}).get("422", {}).get("content", {})
-                body = content.get("application/json")
-                if body is None:
-                    continue
-                documented = body.get("schema")
-                if documented == listed:  # the edge also refuses bad headers with one line
-                    documented = _ONE_LINE_DETAIL
-                body["schema"] = {"anyOf": [documented, listed]}
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+def _limits(container: Container) -> EdgeLimits:
+    return EdgeLimits(max_body_bytes=container.settings.MAX_BODY_BYTES)
 
 
 class ServiceApp(FastAPI):
     """A FastAPI app whose hottest routes are answered in front of the framework.
 
-    `fast_path` (an ASGI app that hands everything else to `framework`) sees each
-    request first; the framework's routing, dependencies and middleware serve the rest.
+    Every request passes `edge` (edge.pipeline) first; inside it `fast_path` (an ASGI
+    app that hands everything else to `framework`) answers the hottest routes, and the
+    framework's routing and dependencies serve the rest. Middleware added with
+    `add_middleware` runs inside the framework only: cross-cutting concerns belong in
+    the edge pipeline.
     """
 
     fast_path: ASGIApp | None = None
+    edge: ASGIApp | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        # `/x/` is not `/x`: no redirect before authentication, a 404 like any unknown path.
+        super().__init__(redirect_slashes=False, **kwargs)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.edge is not None:
+            await self.edge(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Any, receive: Any, send: Any) -> None:
         if self.fast_path is not None:
             await self.fast_path(scope, receive, send)
         else:
@@ -110,12 +92,11 @@ def _mount_read_side(
     app.state.store_head = store_head
     app.include_router(read_router)
     app.include_router(service_router)
-    app.add_middleware(RequestTimer, metrics=read_side.metrics)
 
     def current_reader() -> CustomerReader | None:
         return read_side.reader if read_side.started else None
 
-    return CustomerFastPath(app.framework, current_reader, read_side.metrics)
+    return CustomerFastPath(app.framework, current_reader)
 
 
 def _read_side_lifespan(
@@ -130,6 +111,10 @@ def _read_side_lifespan(
             await read_side.stop()
 
     return lifespan
+
+
+def _observer(read_side: ReadSide) -> Observer:
+    return read_side.metrics
 
 
 def build_read_side(container: Container, redis_url: str | None) -> ReadSide:
@@ -159,7 +144,10 @@ def create_read_app(container: Container, redis_url: str | None = None) -> Servi
         lifespan=_read_side_lifespan(read_side),
     )
     install_error_handlers(app)
+    install_method_gate(app, read_grants_role(read_side), read_router, service_router)
     app.fast_path = _mount_read_side(app, read_side, _store_head(container))
+    app.edge = EdgePipeline(app.dispatch, _limits(container), _observer(read_side))
+    document_api(app)
     return app
 
 
@@ -208,14 +196,14 @@ def create_app(
     app.state.write_service = container.write_service
     app.state.write_keys = container.write_keys
     install_error_handlers(app)
+    install_method_gate(app, read_grants_role(read_side), write_router, read_router, service_router)
     app.include_router(write_router)
     customer_reads = _mount_read_side(app, read_side, _store_head(container))
-    app.fast_path = FastOrderPlacement(
-        customer_reads, container.order_desk, observe=read_side.metrics.observe
-    )
+    app.fast_path = FastOrderPlacement(customer_reads, container.order_desk)
+    app.edge = EdgePipeline(app.dispatch, _limits(container), _observer(read_side))
     if wake_projector is not None:
         # Orders placed by the desk wake it per batch; the framework's writes per request.
         container.order_desk.on_placed(wake_projector)
         app.add_middleware(WakeOnWrite, wake=wake_projector)
-    _document_validation_errors(app)
+    document_api(app)
     return app

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     MIN_POSITION_WAIT_SECONDS: Annotated[float, Field(gt=0, le=60)] = 2.0
     REDIS_PREFIX: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = "customers"
     LOG_LEVEL: str = "INFO"
+    # The HTTP edge's bounds: what one request may cost before it is refused.
+    MAX_BODY_BYTES: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 64 * 1024
+    MAX_HEADER_BYTES: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024
+    MAX_HEADER_COUNT: Annotated[int, Field(ge=8, le=1000)] = 100
+    HEADER_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=300)] = 10.0
 
     @field_validator("LOG_LEVEL")
     @classmethod

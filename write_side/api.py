@@ -11,9 +11,11 @@ from typing import Annotated, Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.exceptions import RequestValidationError
 
 from edge.errors import ApiError
-from edge.exact_json import ExactJSONRoute
+from edge.exact_json import ExactJSONRoute, noted_body_error
+from edge.ids import MAX_CUSTOMER_ID, parse_customer_id
 from write_side.application import (
     ConcurrentUpdateError,
     CustomerAlreadyRegisteredError,
@@ -29,7 +31,6 @@ from write_side.auth import RETRY_AFTER, STORE_UNAVAILABLE, Producer, Service
 from write_side.domain.customer import CustomerAlreadyActiveError, CustomerInactiveError
 from write_side.domain.order import OrderCancelledError, RefundExceedsAmountError
 from write_side.schemas import (
-    MAX_CUSTOMER_ID,
     CustomerWritten,
     ErrorBody,
     OrderPlaced,
@@ -41,7 +42,27 @@ from write_side.schemas import (
     RegisterCustomer,
 )
 
-PathCustomerId = Annotated[int, Path(gt=0, le=MAX_CUSTOMER_ID, description="Customer id")]
+CUSTOMER_NOT_FOUND = "Customer not found."
+
+
+def path_customer_id(
+    _: Producer,
+    customer_id: Annotated[
+        str,
+        Path(
+            description="Customer id: ASCII digits (leading zeros allowed), 1 to 2^63-1",
+            json_schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_CUSTOMER_ID},
+        ),
+    ],
+) -> int:
+    """The customer id in the URL, by Django's `<int:pk>` rule; 404 after authentication."""
+    parsed = parse_customer_id(customer_id)
+    if parsed is None:
+        raise ApiError(404, CUSTOMER_NOT_FOUND)
+    return parsed
+
+
+PathCustomerId = Annotated[int, Depends(path_customer_id)]
 PathOrderId = Annotated[str, Path(min_length=1, max_length=100, description="Order id")]
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -95,7 +116,7 @@ async def idempotency_claim(
 Claim = Annotated[IdempotencyClaim | None, Depends(idempotency_claim)]
 
 _REFUSALS: dict[type[Exception], tuple[int, Callable[[Exception], str]]] = {
-    CustomerNotFoundError: (404, lambda e: "Customer not found."),
+    CustomerNotFoundError: (404, lambda e: CUSTOMER_NOT_FOUND),
     OrderNotFoundError: (404, lambda e: "Order not found."),
     CustomerAlreadyRegisteredError: (409, lambda e: f"Customer {e} is already registered."),
     CustomerAlreadyActiveError: (409, lambda e: "Customer is already active."),
@@ -148,7 +169,23 @@ def _positioned(written: Written, **fields: Any) -> dict[str, Any]:
     return {**written.result, **fields, "position": written.position}
 
 
-router = APIRouter(prefix="/api", tags=["producers"], route_class=ExactJSONRoute)
+def well_formed_body(request: Request, _: Producer) -> None:
+    """A body that is not JSON (400) or holds an impossible value (422), once authenticated."""
+    error = noted_body_error(request)
+    if error is None:
+        return
+    if error.status != 422:
+        raise ApiError(error.status, error.detail)
+    where = ("body", *error.loc)
+    raise RequestValidationError([{"type": "value_error", "loc": where, "msg": error.detail}])
+
+
+router = APIRouter(
+    prefix="/api",
+    tags=["producers"],
+    route_class=ExactJSONRoute,
+    dependencies=[Depends(well_formed_body)],
+)
 
 
 @router.post(

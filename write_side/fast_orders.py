@@ -13,16 +13,13 @@ own wording, never passed on: the command must not run twice.
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable
-from decimal import Decimal
-
 import orjson
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge.errors import INTERNAL_ERROR, log_unexpected
+from edge.errors import INTERNAL_ERROR, REQUEST_ID_KEY, log_unexpected
+from edge.exact_json import BodyError, parse_json
+from edge.pipeline import ROUTE_KEY
 from edge.token_header import TokenHeaderError, key_from_header
 from write_side.api import ORDER_FROM_INACTIVE, as_http_refusal
 from write_side.application import OrderRequest, Written
@@ -33,25 +30,20 @@ PATH = "/api/orders"
 # Larger bodies are no plain order; the route reads them.
 MAX_BODY_BYTES = 16 * 1024
 
-Observe = Callable[[str, str, int, float], None]
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
-
-_DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
 class FastOrderPlacement:
     """ASGI app in front of `app`: answers plain order placements, passes the rest on."""
 
-    def __init__(self, app: ASGIApp, desk: OrderDesk, observe: Observe | None = None) -> None:
+    def __init__(self, app: ASGIApp, desk: OrderDesk) -> None:
         self._app = app
         self._desk = desk
-        self._observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
             await self._app(scope, receive, send)
             return
-        started = time.perf_counter()
         key = _plain_order_key(scope["headers"])
         if key is None:
             await self._app(scope, receive, send)
@@ -62,7 +54,8 @@ class FastOrderPlacement:
         if outcome is None or isinstance(outcome, Referral):
             await self._app(scope, _replaying(body, complete, receive), send)
             return
-        status, content, headers = _answer(outcome)
+        scope[ROUTE_KEY] = PATH
+        status, content, headers = _answer(outcome, scope.get(REQUEST_ID_KEY))
         await send(
             {
                 "type": "http.response.start",
@@ -75,22 +68,20 @@ class FastOrderPlacement:
             }
         )
         await send({"type": "http.response.body", "body": content})
-        if self._observe is not None:
-            self._observe("POST", PATH, status, time.perf_counter() - started)
 
 
 def _plain_order_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The Token key of a JSON request without Idempotency-Key; None if not that.
 
-    Of repeated headers the first counts, as in the framework.
+    Repeated headers arrive joined by the edge pipeline, as every path sees them.
     """
     authorization: bytes | None = None
     content_type: bytes | None = None
     for name, value in headers:
         if name == b"authorization":
-            authorization = value if authorization is None else authorization
+            authorization = value
         elif name == b"content-type":
-            content_type = value if content_type is None else content_type
+            content_type = value
         elif name == b"idempotency-key":
             return None
     if authorization is None or content_type is None:
@@ -98,7 +89,7 @@ def _plain_order_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     if content_type.split(b";")[0].strip().lower() != b"application/json":
         return None
     try:
-        return key_from_header(authorization.decode("latin-1"))
+        return key_from_header(authorization)
     except TokenHeaderError:
         return None
 
@@ -106,13 +97,13 @@ def _plain_order_key(headers: list[tuple[bytes, bytes]]) -> str | None:
 def _order_request(body: bytes) -> OrderRequest | None:
     """The order in a body the route would accept, else None (the route explains why)."""
     try:
-        order = PlaceOrder.model_validate(_DECODER.decode(body.decode()))
-    except (ValueError, ValidationError):
+        order = PlaceOrder.model_validate(parse_json(body))
+    except (BodyError, ValidationError):
         return None
     return OrderRequest.new(order.customer_id, order.amount, order.order_id, order.placed_at)
 
 
-def _answer(outcome: Written | Exception) -> Answer:
+def _answer(outcome: Written | Exception, request_id: str | None) -> Answer:
     if isinstance(outcome, Written):
         reply = {"order_id": outcome.result["order_id"], "position": outcome.position}
         return 201, orjson.dumps(reply), []
@@ -120,8 +111,8 @@ def _answer(outcome: Written | Exception) -> Answer:
     if refusal is not None:
         extra = [(name.lower().encode(), value.encode()) for name, value in refusal.headers.items()]
         return refusal.status_code, orjson.dumps({"detail": refusal.detail}), extra
-    request_id = log_unexpected(outcome, "POST", PATH)
-    return 500, orjson.dumps({"detail": INTERNAL_ERROR}), [(b"x-request-id", request_id.encode())]
+    log_unexpected(outcome, "POST", PATH, request_id)
+    return 500, orjson.dumps({"detail": INTERNAL_ERROR}), []
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

@@ -1,0 +1,201 @@
+"""The outermost HTTP layer: every request of every path passes here, fast paths included.
+
+What is the same for every request lives here and nowhere else: repeated headers joined
+as Django joins them, the body limit, request ids, the headers every response carries,
+HEAD without a body, the 500 for anything unhandled, and the latency metrics. (Header
+size and time limits act earlier, in the HTTP protocol: runtime/http_protocol.py.)
+The fast paths and the framework inside only ever see requests that passed it, so they
+cannot diverge on any of these.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edge.errors import INTERNAL_ERROR, REQUEST_ID_KEY, error_body, log_unexpected
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+ROUTE_KEY = "edge.route"  # where a fast path names the route template it answered
+UNMATCHED = "unmatched"
+
+BAD_LENGTH = "Content-Length must be a non-negative integer."
+
+# Sent with every response; one line here adds a header everywhere.
+COMMON_HEADERS: Headers = [(b"x-content-type-options", b"nosniff")]
+
+_JSON = (b"content-type", b"application/json")
+_CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+_ID_PREFIX = os.urandom(4).hex()
+
+
+class Observer(Protocol):
+    in_flight: int
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    max_body_bytes: int = 64 * 1024
+
+
+def too_large(limit: int) -> str:
+    return f"The request body is larger than {limit} bytes."
+
+
+def join_repeated(headers: Headers) -> Headers:
+    """Repeated headers as one, joined with "," ("; " for cookies), the way Django does."""
+    names = [name for name, _ in headers]
+    if len(set(names)) == len(names):
+        return headers
+    joined: dict[bytes, bytes] = {}
+    for name, value in headers:
+        if name in joined:
+            separator = b"; " if name == b"cookie" else b","
+            joined[name] = joined[name] + separator + value
+        else:
+            joined[name] = value
+    return list(joined.items())
+
+
+class EdgePipeline:
+    """ASGI app wrapping the whole service; see the module docstring for what it owns."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: EdgeLimits,
+        observer: Observer | None = None,
+    ) -> None:
+        self._app = app
+        self._limits = limits
+        self._observer = observer
+        self._ids = itertools.count(1)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = join_repeated(scope["headers"])
+        scope["headers"] = headers
+        request_id = self._request_id(headers)
+        scope[REQUEST_ID_KEY] = request_id
+        reply = _Reply(send, scope["method"] == "HEAD", request_id)
+        observer = self._observer
+        if observer is not None:
+            observer.in_flight += 1
+        try:
+            await self._handle(scope, receive, headers, reply)
+        except Exception as error:
+            log_unexpected(error, scope["method"], scope.get("path", ""), request_id)
+            if not reply.started:
+                await reply.error(500, INTERNAL_ERROR)
+        finally:
+            if observer is not None:
+                observer.in_flight -= 1
+                observer.observe(
+                    scope["method"], _route_of(scope), reply.status, time.perf_counter() - started
+                )
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, headers: Headers, reply: _Reply
+    ) -> None:
+        body = await self._bounded_body(headers, receive, reply)
+        if body is None:
+            return
+        await self._app(scope, _replaying(body, receive), reply.send)
+
+    async def _bounded_body(
+        self, headers: Headers, receive: Receive, reply: _Reply
+    ) -> bytes | None:
+        """The whole body if within the limit; None once a refusal was sent instead."""
+        limit = self._limits.max_body_bytes
+        for name, value in headers:
+            if name == b"content-length":
+                if not value.isdigit() or len(value) > 19:
+                    await reply.error(400, BAD_LENGTH)
+                    return None
+                if int(value) > limit:
+                    await reply.error(413, too_large(limit), [(b"connection", b"close")])
+                    return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client left
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await reply.error(413, too_large(limit), [(b"connection", b"close")])
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _request_id(self, headers: Headers) -> str:
+        for name, value in headers:
+            if name == b"x-request-id" and _CLIENT_REQUEST_ID.fullmatch(value):
+                return value.decode()
+        return f"{_ID_PREFIX}-{next(self._ids)}"
+
+
+def _route_of(scope: Scope) -> str:
+    template = scope.get(ROUTE_KEY)
+    if template is None:
+        template = getattr(scope.get("route"), "path", None)
+    return template or UNMATCHED
+
+
+class _Reply:
+    """The send channel of one request: common headers added, HEAD bodies dropped."""
+
+    def __init__(self, send: Send, head: bool, request_id: str) -> None:
+        self._send = send
+        self._head = head
+        self._common = [*COMMON_HEADERS, (b"x-request-id", request_id.encode())]
+        self.started = False
+        self.status = 500
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+            message = {**message, "headers": [*message.get("headers", ()), *self._common]}
+        elif kind == "http.response.body" and self._head and message.get("body"):
+            message = {**message, "body": b""}
+        await self._send(message)
+
+    async def error(self, status: int, detail: str, extra: Headers | None = None) -> None:
+        body = error_body(detail)
+        headers = [_JSON, (b"content-length", str(len(body)).encode()), *(extra or ())]
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that yields the body read already, then the original's messages."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
