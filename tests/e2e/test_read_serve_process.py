@@ -3,78 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import stat
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from runtime.processes import free_port, pid_alive
+from runtime.processes import pid_alive
+from tests.support.serve_process import ServeProcess, serve
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
-
-CUSTOMERS = str(Path(sys.executable).with_name("customers"))
-
-
-class ServeProcess:
-    def __init__(self, process: subprocess.Popen[str], base_url: str, log_path: Path) -> None:
-        self.process = process
-        self.base_url = base_url
-        self.log_path = log_path
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-
-@contextmanager
-def serve(data_dir: Path, redis_url: str | None, prefix: str) -> Iterator[ServeProcess]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATA_DIR": str(data_dir),
-        "EVENT_STORE_URL": f"sqlite:///{data_dir / 'events.sqlite'}",
-        "REDIS_PREFIX": prefix,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-    }
-    env.pop("REDIS_URL", None)
-    if redis_url is not None:
-        env["REDIS_URL"] = redis_url
-    log_path = data_dir.parent / f"serve-{port}.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [CUSTOMERS, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
-        )
-    running = ServeProcess(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-        assert wait_until(lambda: _answers(running), deadline=30), running.log
-        yield running
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def _answers(running: ServeProcess) -> bool:
-    if running.process.poll() is not None:
-        raise AssertionError(f"serve exited early:\n{running.log}")
-    try:
-        return httpx.get(f"{running.base_url}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def write_then_read(base_url: str, key: str) -> dict[str, object]:

@@ -435,8 +435,10 @@ def test_every_success_answers_a_position_that_grows_with_each_write(api: WriteA
 
 
 def test_a_body_that_is_not_json_is_refused_without_internals(api: WriteApi) -> None:
+    # 400, as DRF's parser answers a malformed body (it was FastAPI's 422 before).
     response = api.post_raw("/api/orders", "{not json")
-    assert response.status_code == 422
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("Malformed JSON:")
     assert "Traceback" not in response.text
 
 
