@@ -198,6 +198,7 @@ class CustomerFastPath:
             or scope["type"] != "http"
             or scope["method"] not in ("GET", "HEAD")
             or not path.startswith(PATH_PREFIX)
+            or len(path) == len(PATH_PREFIX)  # no id: no such route, as in the framework
             or "/" in path[len(PATH_PREFIX) :]
         ):
             await self._app(scope, receive, send)

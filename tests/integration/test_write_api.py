@@ -615,3 +615,54 @@ def test_the_documented_route_answers_orders_exactly_as_the_fast_path(api: Write
     # The fast path itself answered the placed and refused orders; the route, the rest.
     assert served_by_desk == 5
     assert sum(desk_batches) == served_by_desk
+
+
+def test_hostile_and_odd_orders_get_the_same_answer_from_the_fast_path_and_the_route(
+    api: WriteApi,
+) -> None:
+    app = api.client.app
+    assert isinstance(app, ServiceApp)
+    customer = api.register()
+    valid = ("Authorization", f"Token {api.producer_key}")
+    json_type = ("Content-Type", "application/json")
+    bodies = [
+        f'{{"customer_id":{customer},"amount":1e999999999}}',
+        f'{{"customer_id":{customer},"amount":NaN}}',
+        f'{{"customer_id":{customer},"amount":"1.00","order_id":"\\ud800"}}',
+        "[" * 5000 + "]" * 5000,
+        "{not json",
+        f'{{"customer_id":{"9" * 50},"amount":"1.00"}}',
+        f'{{"customer_id":{customer},"amount":"1.00","order_id":"x","placed_at":"bad"}}',
+    ]
+    header_variants: list[list[tuple[str, str] | tuple[bytes, bytes]]] = [
+        [valid, json_type],
+        [valid, valid, json_type],
+        [("Authorization", "Token nope"), valid, json_type],
+        [(b"Authorization", b"Token\xa0" + api.producer_key.encode()), json_type],
+        [json_type],
+    ]
+
+    def answers() -> list[tuple[int, Any, str | None]]:
+        seen = []
+        for body in bodies:
+            for headers in header_variants:
+                response = api.client.post("/api/orders", content=body.encode(), headers=headers)
+                assert response.headers["content-type"] == "application/json"
+                seen.append(
+                    (
+                        response.status_code,
+                        response.json(),
+                        response.headers.get("www-authenticate"),
+                    )
+                )
+        return seen
+
+    fast = answers()
+    fast_path, app.fast_path = app.fast_path, None
+    try:
+        framework = answers()
+    finally:
+        app.fast_path = fast_path
+    assert framework == fast
+    assert {status for status, _, _ in fast} == {400, 401, 422}
+    assert api.placed_orders() == 0
