@@ -7,6 +7,8 @@ and nothing else: no sign, space, underscore or other script's digits. Ids are a
 
 from __future__ import annotations
 
+import sys
+
 MAX_CUSTOMER_ID = 2**63 - 1
 _MAX_DIGITS = len(str(MAX_CUSTOMER_ID))
 
@@ -14,6 +16,11 @@ _MAX_DIGITS = len(str(MAX_CUSTOMER_ID))
 def parse_customer_id(segment: str) -> int | None:
     """The id a URL segment names, or None when it names no customer."""
     if not segment or not segment.isascii() or not segment.isdigit():
+        return None
+    # Django's converter calls int(), which refuses strings longer than the interpreter's
+    # digit limit (leading zeros included): no route, as there.
+    limit = sys.get_int_max_str_digits()
+    if limit and len(segment) > limit:
         return None
     significant = segment.lstrip("0")
     if not significant or len(significant) > _MAX_DIGITS:
