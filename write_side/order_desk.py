@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eventsourcing.persistence import InterfaceError, OperationalError
+
 from write_side.application import CustomerService, OrderRequest, Written
 
 log = logging.getLogger("customers.write")
@@ -43,6 +45,15 @@ Outcome = Written | Exception | Referral
 # Whether a key may place orders, asked with the moment its request arrived (so that one
 # refresh of the keys serves every request that arrived before it began).
 KeyCheck = Callable[[str, float], bool]
+
+
+StoreError = OperationalError | InterfaceError
+
+
+@dataclass(frozen=True)
+class _StoreFailure:
+    at: float  # time.monotonic() when it was seen
+    error: StoreError
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,8 @@ class OrderDesk:
         self._worker: threading.Thread | None = None
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
+        # The last batch's store failure: orders that waited through it get it too.
+        self._store_failure: _StoreFailure | None = None
 
     def on_placed(self, listener: Callable[[], None]) -> None:
         """Have `listener` called, in the desk's thread, after each batch that stored an order.
@@ -83,7 +96,10 @@ class OrderDesk:
         """The order's Written, the refusal or error it met, or REFER.
 
         REFER means the desk did not decide: the key is not one that may place orders
-        (or could not be checked), or the desk is closed. Nothing was stored.
+        (or checking it failed unexpectedly), or the desk is closed. Nothing was stored.
+        If the store could not be reached to check the key, that error is the outcome;
+        an order that waited while a batch met a store error gets that error too, at
+        once, rather than another wait for the store.
         """
         arrived = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -134,28 +150,45 @@ class OrderDesk:
 
     def _decide(self, batch: list[_Ticket]) -> list[Outcome]:
         outcomes: list[Outcome] = [REFER] * len(batch)
-        placing = self._placing(batch)
-        if not placing:
-            return outcomes
-        try:
-            placed = self._service.place_orders([batch[index].request for index in placing])
-        except Exception as error:  # never leave a caller waiting
-            log.exception("order desk batch failed")
-            placed = [error] * len(placing)
-        for index, outcome in zip(placing, placed, strict=True):
-            outcomes[index] = outcome
+        failure = self._store_failure
+        placing: list[int] = []
+        verdicts: dict[str, bool | StoreError] = {}
+        for index, ticket in enumerate(batch):
+            if failure is not None and ticket.arrived <= failure.at:
+                # It waited through a store failure: answered with it, no new attempt.
+                outcomes[index] = failure.error
+                continue
+            if ticket.key not in verdicts:
+                verdicts[ticket.key] = self._key_verdict(ticket)
+            verdict = verdicts[ticket.key]
+            if isinstance(verdict, Exception):
+                outcomes[index] = verdict
+            elif verdict:
+                placing.append(index)
+        if placing:
+            try:
+                placed = self._service.place_orders([batch[index].request for index in placing])
+            except Exception as error:  # never leave a caller waiting
+                log.exception("order desk batch failed")
+                placed = [error] * len(placing)
+            for index, outcome in zip(placing, placed, strict=True):
+                outcomes[index] = outcome
+        store_errors = [outcome for outcome in outcomes if isinstance(outcome, StoreError)]
+        if store_errors:
+            self._store_failure = _StoreFailure(time.monotonic(), store_errors[0])
+        elif any(isinstance(outcome, Written) for outcome in outcomes):
+            self._store_failure = None
         return outcomes
 
-    def _placing(self, batch: list[_Ticket]) -> list[int]:
-        """Positions in the batch of the orders whose keys may place them (each key once)."""
-        verdicts: dict[str, bool] = {}
+    def _key_verdict(self, ticket: _Ticket) -> bool | StoreError:
+        """Whether the ticket's key may place orders, or why the store could not tell."""
         try:
-            for ticket in batch:
-                if ticket.key not in verdicts:
-                    verdicts[ticket.key] = self._may_place(ticket.key, ticket.arrived)
-        except Exception:  # the keys cannot be read (store outage): the route answers all
-            return []
-        return [index for index, ticket in enumerate(batch) if verdicts[ticket.key]]
+            return self._may_place(ticket.key, ticket.arrived)
+        except (OperationalError, InterfaceError) as error:
+            return error  # the route could not tell either: 503
+        except Exception:  # the route checks again and answers
+            log.exception("order desk key check failed")
+            return False
 
     def _tell_listeners(self) -> None:
         for listener in self._listeners:
