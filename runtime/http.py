@@ -31,7 +31,13 @@ DESCRIPTION = (
 
 def create_write_app(container: Container) -> ServiceApp:
     """The producers' API alone."""
-    app = ServiceApp(title="Customers write API", description=DESCRIPTION, version="0.1.0")
+    app = ServiceApp(
+        title="Customers write API",
+        description=DESCRIPTION,
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.write_service = container.write_service
     app.state.write_keys = container.write_keys
     install_error_handlers(app)
@@ -141,6 +147,8 @@ def create_read_app(container: Container, redis_url: str | None = None) -> Servi
         title="Customers read API",
         description=DESCRIPTION,
         version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
         lifespan=_read_side_lifespan(read_side),
     )
     install_error_handlers(app)
@@ -191,6 +199,8 @@ def create_app(
         title="Customers API",
         description=DESCRIPTION,
         version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
         lifespan=_read_side_lifespan(read_side),
     )
     app.state.write_service = container.write_service

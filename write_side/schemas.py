@@ -17,9 +17,8 @@ from pydantic import (
     StringConstraints,
 )
 
+from edge.ids import MAX_CUSTOMER_ID
 from write_side.domain.money import InvalidAmountError, parse_amount
-
-MAX_CUSTOMER_ID = 2**63 - 1
 
 CustomerId = Annotated[int, Field(gt=0, le=MAX_CUSTOMER_ID, strict=True)]
 # No control characters: a NUL or an escape sequence in a name breaks the tools staff read
@@ -70,7 +69,10 @@ def _exact_amount(value: Any) -> Decimal:
 Amount = Annotated[
     Decimal,
     BeforeValidator(_exact_amount),
-    Field(description='A decimal string such as "12.34"; at most 2 places, > 0, <= 10^12'),
+    Field(
+        description='A decimal string such as "12.34"; at most 2 places, > 0, <= 10^12',
+        examples=["12.34"],
+    ),
 ]
 
 
@@ -79,6 +81,14 @@ class _Strict(BaseModel):
 
 
 class ProfileFields(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"mobile_number": "+98 912 555 0147", "notes": "New number from May 2024."}
+            ]
+        }
+    )
+
     first_name: Name | None = None
     last_name: Name | None = None
     email: Email | None = None
@@ -101,14 +111,37 @@ class ProfileFields(_Strict):
 
 
 class RegisterCustomer(ProfileFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "first_name": "Maryam",
+                    "last_name": "Karimi",
+                    "email": "maryam.karimi@example.com",
+                    "mobile_number": "+98 912 555 0146",
+                    "national_code": "0012345679",
+                    "birth_date": "1990-04-17",
+                    "gender": "female",
+                    "notes": "Prefers to be contacted by email.",
+                }
+            ]
+        }
+    )
+
     id: CustomerId | None = None
 
 
 class RecordLogin(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"at": "2024-05-06T07:08:09+00:00"}]})
+
     at: AwareDatetime | None = None
 
 
 class PlaceOrder(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"customer_id": 1, "amount": "12.34"}]}
+    )
+
     customer_id: CustomerId
     amount: Amount
     order_id: OrderId | None = None
@@ -116,6 +149,8 @@ class PlaceOrder(_Strict):
 
 
 class RefundOrder(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"amount": "2.50"}]})
+
     amount: Amount
 
 
