@@ -39,7 +39,8 @@ _STORE_ERRORS = (InterfaceError, OperationalError)
 PROBE_WAIT_SECONDS = 0.75
 # psycopg's smallest connect timeout; it only bounds a probe's thread, not its callers.
 PROBE_CONNECT_TIMEOUT_SECONDS = 2
-# A store call running longer than this has the server probed (again every as long).
+# A store call running longer than this has the server probed, and again as often while
+# it runs: a healthy server answers, so a long query is left alone.
 SLOW_CALL_SECONDS = 0.5
 WATCH_INTERVAL_SECONDS = 0.1
 ATTEMPTS = 3
@@ -84,10 +85,6 @@ class StoreGuard:
         datastore.pool = self._new_pool()
         self._template.close()  # never opened: it only held the settings
         _WATCHDOG.watch(self)
-
-    @property
-    def is_down(self) -> bool:
-        return self._down
 
     def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`method(*args, **kwargs)`, failing fast while the server does not answer."""
