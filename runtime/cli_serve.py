@@ -25,7 +25,7 @@ import uvicorn
 from projections.projector import Projector
 from runtime.container import Container
 from runtime.http import create_app, create_read_app, create_write_app
-from runtime.http_protocol import CoalescingHttpToolsProtocol
+from runtime.server_config import uvicorn_config
 from write_side.application import ApiKeyNameTakenError
 
 log = logging.getLogger("customers.serve")
@@ -115,19 +115,7 @@ def ensure_admin_key(container: Container) -> Path | None:
 def _uvicorn(app: Any, container: Container) -> None:
     """Run one uvicorn server until SIGTERM/SIGINT, then return normally."""
     settings = container.settings
-    config = uvicorn.Config(
-        app,
-        host=settings.HOST,
-        port=settings.PORT,
-        loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
-        lifespan="on",
-        access_log=False,
-        proxy_headers=False,  # nothing here uses client addresses
-        log_config=None,
-        timeout_graceful_shutdown=20,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, settings))
     # uvicorn re-raises the stop signal through the handlers it found once it has shut
     # down; these make that a no-op, so the cleanup below runs and the exit code is 0.
     for signum in (signal.SIGTERM, signal.SIGINT):

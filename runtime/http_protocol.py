@@ -1,19 +1,56 @@
-"""uvicorn's httptools protocol, with a response's writes coalesced into one system call.
+"""uvicorn's httptools protocol, with coalesced writes and bounded request heads.
 
-uvicorn writes a response's status line and headers, then its body, as two
+Coalescing: uvicorn writes a response's status line and headers, then its body, as two
 `transport.write` calls, and uvloop sends each at once: two system calls per response,
 which profiling showed to be the largest single cost of a small JSON answer. Here the
 writes of one event loop iteration are gathered and sent together at the end of it.
-The class is handed to uvicorn through its documented `http=` setting; nothing else in
-uvicorn's handling changes.
+
+Bounded heads: uvicorn's httptools protocol has no limit on the request line and headers,
+neither in size nor in time, so a client could make it buffer megabytes of one header
+or keep a connection open forever by trickling a byte every few seconds. Here a head
+(request line and headers) is fed to the parser at most `max_bytes` at a time and is
+refused with 431 as soon as it grows past that or past `max_count` headers; one that is
+not complete `timeout_seconds` after its first byte (or after the connection opened) is
+answered 408. Idle keep-alive connections stay under uvicorn's own keep-alive timer.
+
+The class is handed to uvicorn through its documented `http=` setting, bound to its
+limits by `protocol_class`; nothing else in uvicorn's handling changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+import logging
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, ClassVar, cast
 
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from edge.errors import error_body
+from edge.pipeline import COMMON_HEADERS
+
+log = logging.getLogger("customers.http")
+
+TOO_LARGE = "Request header fields too large."
+TIMED_OUT = "Request header timeout."
+# After a refusal the connection is half-closed and the client's remaining bytes are read
+# and dropped for a moment: closing with unread input would reset the connection, and a
+# reset can destroy the answer before the client reads it (RFC 9112, section 9.6).
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 256 * 1024
+_HEADER_LINE_OVERHEAD = len(b": \r\n")
+
+
+@dataclass(frozen=True)
+class HeaderLimits:
+    """What the request line and headers of one request may cost."""
+
+    max_bytes: int = 16 * 1024
+    max_count: int = 100
+    timeout_seconds: float = 10.0
 
 
 class CoalescingTransport:
@@ -57,8 +94,194 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+def refusal(status: HTTPStatus, detail: str, extra: list[tuple[bytes, bytes]]) -> bytes:
+    """A complete `Connection: close` response with the JSON error body."""
+    body = error_body(detail)
+    headers = [
+        *extra,
+        *COMMON_HEADERS,
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    lines = [f"HTTP/1.1 {status.value} {status.phrase}".encode()]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over a CoalescingTransport."""
+    """uvicorn's httptools protocol over a CoalescingTransport, with bounded request heads.
+
+    A connection is "in a head" from its opening, and again from the end of each request,
+    until the next request's headers are complete. Bytes arriving then are counted before
+    the parser sees them. The parser's own callbacks count the URL and each header line
+    too, which also bounds a pipelined head that starts in the middle of a read.
+    """
+
+    header_limits: ClassVar[HeaderLimits] = HeaderLimits()
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._in_head = True
+        self._head_received = 0  # bytes fed to the parser since this head began
+        self._head_parsed = 0  # bytes of the URL and the complete header lines
+        self._header_count = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+        self._refusal: bytes | None = None  # an answer waiting for responses in progress
+        self._lingered = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, CoalescingTransport(transport, self.loop)))
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            self._linger(len(data))
+            return
+        while data and not self._refused and not self.transport.is_closing():
+            if self._in_head:
+                # A byte of a new request: the deadline runs from here (or from the opening).
+                self._arm_head_timer()
+                room = self.header_limits.max_bytes - self._head_received
+                if room <= 0:
+                    self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, TOO_LARGE)
+                    return
+                piece, data = data[:room], data[room:]
+                self._head_received += len(piece)
+            else:
+                piece, data = data, b""
+            super().data_received(piece)
+
+    # Parser callbacks: after a refusal the parser may still run to the end of the piece
+    # it was given (at most `max_bytes`); nothing of that reaches the application.
+    def on_message_begin(self) -> None:
+        if self._refused:
+            return
+        self._head_parsed = 0
+        self._header_count = 0
+        self._arm_head_timer()
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if self._refused:
+            return
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._refused:
+            return
+        self._header_count += 1
+        self._count_head(len(name) + len(value) + _HEADER_LINE_OVERHEAD)
+        if self._header_count > self.header_limits.max_count:
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, TOO_LARGE)
+        if not self._refused:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return
+        self._in_head = False
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        self._in_head = True
+        self._head_received = 0
+        super().on_message_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        if not self._refused:
+            super().handle_websocket_upgrade()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:  # a parse error after a refusal: the refusal was the answer
+            super().send_400_response(msg)
+
+    def _count_head(self, size: int) -> None:
+        self._head_parsed += size
+        if self._head_parsed > self.header_limits.max_bytes:
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, TOO_LARGE)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(
+                self.header_limits.timeout_seconds, self._head_timed_out
+            )
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self._refuse(HTTPStatus.REQUEST_TIMEOUT, TIMED_OUT)
+
+    def _refuse(self, status: HTTPStatus, detail: str) -> None:
+        """Answer `status` once the responses in progress are out, then close."""
+        if self._refused:
+            return
+        self._refused = True
+        self._cancel_head_timer()
+        log.info("refused a request head with %d: %s", status.value, detail)
+        self._refusal = refusal(status, detail, self.server_state.default_headers)
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind responses still being written: answered after them,
+            # as an answer now would land inside one. Nothing more is read meanwhile.
+            self.flow.pause_reading()
+            return
+        self._send_refusal()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refusal is not None and self.cycle.response_complete:
+            self._send_refusal()
+
+    def _send_refusal(self) -> None:
+        """Send the refusal, then half-close and linger briefly before closing."""
+        answer, self._refusal = self._refusal, None
+        if answer is None or self.transport.is_closing():
+            return
+        self.transport.write(answer)
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self._close)
+
+    def _linger(self, size: int) -> None:
+        self._lingered += size
+        if self._lingered > LINGER_BYTES:
+            self._close()
+
+    def _close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def protocol_class(limits: HeaderLimits) -> type[CoalescingHttpToolsProtocol]:
+    """The class for uvicorn's `http=` setting, bound to `limits` (uvicorn instantiates it)."""
+
+    class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
+        header_limits = limits
+
+    return BoundedHttpToolsProtocol
