@@ -113,6 +113,9 @@ class EdgePipeline:
     async def _handle(
         self, scope: Scope, receive: Receive, headers: Headers, reply: _Reply
     ) -> None:
+        if not _has_body(headers):  # no Content-Length nor Transfer-Encoding: no body
+            await self._app(scope, receive, reply.send)
+            return
         body = await self._bounded_body(headers, receive, reply)
         if body is None:
             return
@@ -151,6 +154,10 @@ class EdgePipeline:
             if name == b"x-request-id" and _CLIENT_REQUEST_ID.fullmatch(value):
                 return value.decode()
         return f"{_ID_PREFIX}-{next(self._ids)}"
+
+
+def _has_body(headers: Headers) -> bool:
+    return any(name in (b"content-length", b"transfer-encoding") for name, _ in headers)
 
 
 def _route_of(scope: Scope) -> str:
