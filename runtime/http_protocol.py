@@ -86,6 +86,9 @@ class CoalescingTransport:
         self.flush()
         self._transport.write_eof()
 
+    def is_closing(self) -> bool:  # asked on every request: spared the __getattr__ detour
+        return self._transport.is_closing()
+
     def get_write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
 
@@ -132,6 +135,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._head_received = 0  # bytes fed to the parser since this head began
         self._head_parsed = 0  # bytes of the URL and the complete header lines
         self._header_count = 0
+        # When the head in progress must be complete (None between heads). One timer per
+        # connection checks it, re-armed only when it fires: arming and cancelling a timer
+        # for every request would cost the hot path more than the check itself.
+        self._head_deadline: float | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._refusal: bytes | None = None  # an answer waiting for responses in progress
@@ -139,7 +146,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, CoalescingTransport(transport, self.loop)))
-        self._arm_head_timer()
+        self._begin_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -152,7 +159,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         while data and not self._refused and not self.transport.is_closing():
             if self._in_head:
                 # A byte of a new request: the deadline runs from here (or from the opening).
-                self._arm_head_timer()
+                if self._head_deadline is None:
+                    self._begin_head()
                 room = self.header_limits.max_bytes - self._head_received
                 if room <= 0:
                     self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, TOO_LARGE)
@@ -170,7 +178,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return
         self._head_parsed = 0
         self._header_count = 0
-        self._arm_head_timer()
+        if self._head_deadline is None:
+            self._begin_head()
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -193,7 +202,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._in_head = False
-        self._cancel_head_timer()
+        self._head_deadline = None
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -220,21 +229,25 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self._head_parsed > self.header_limits.max_bytes:
             self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, TOO_LARGE)
 
-    def _arm_head_timer(self) -> None:
+    def _begin_head(self) -> None:
+        self._head_deadline = self.loop.time() + self.header_limits.timeout_seconds
         if self._head_timer is None:
-            self._head_timer = self.loop.call_later(
-                self.header_limits.timeout_seconds, self._head_timed_out
-            )
+            self._head_timer = self.loop.call_at(self._head_deadline, self._check_head_deadline)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
 
-    def _head_timed_out(self) -> None:
+    def _check_head_deadline(self) -> None:
         self._head_timer = None
-        if not self.transport.is_closing():
-            self._refuse(HTTPStatus.REQUEST_TIMEOUT, TIMED_OUT)
+        deadline = self._head_deadline
+        if deadline is None or self.transport.is_closing():
+            return  # between heads (the next one arms the timer again), or gone
+        if self.loop.time() < deadline:  # a later head than the one that armed it
+            self._head_timer = self.loop.call_at(deadline, self._check_head_deadline)
+            return
+        self._refuse(HTTPStatus.REQUEST_TIMEOUT, TIMED_OUT)
 
     def _refuse(self, status: HTTPStatus, detail: str) -> None:
         """Answer `status` once the responses in progress are out, then close."""
