@@ -9,6 +9,8 @@ A summary is the normalised part of bench/results/latest.json (see bench/run.py)
     freshness:  {store: {"rate_per_s", "achieved_per_s", "p50_ms", "p99_ms", ...}}
     write:      {"http_orders_per_s", "in_process_saves_per_s"}
     memory:     {"customers", "ours_bytes", "naive_bytes"}
+    hostile:    {"quiet": {"p50_ms", "p99_ms", "rps"}, "hostile": {...}, "p99_ratio",
+                 "peak_rss_mb", "read_timeouts", "hostile_sent", "hostile_by_status", ...}
 
 Any part may be missing (not run, or failed); its targets are then "not measured".
 """
@@ -179,6 +181,46 @@ def http_orders(summary: dict[str, Any]) -> Verdict:
     return Verdict(key, title, target, f"{rate:,.0f} orders/s", met, margin, part, note)
 
 
+def _hostile_note(summary: dict[str, Any]) -> str:
+    sent = _number(_get(summary, "hostile", "hostile_sent"))
+    if sent is None:
+        return ""
+    statuses = _get(summary, "hostile", "hostile_by_status") or {}
+    listed = ", ".join(f"{status}: {count:,}" for status, count in statuses.items())
+    proper = _get(summary, "hostile", "hostile_all_refused_or_closed")
+    verdict = "all 4xx JSON or closed" if proper else "NOT all 4xx JSON or closed"
+    return f"{sent:,.0f} hostile requests ({listed}), {verdict}"
+
+
+def hostile_read_p99(summary: dict[str, Any]) -> Verdict:
+    key, title = "hostile_read_p99", "Read p99 under hostile clients vs quiet"
+    target, part = "<= 1.5x", "hostile"
+    value = _number(_get(summary, "hostile", "p99_ratio"))
+    quiet = _number(_get(summary, "hostile", "quiet", "p99_ms"))
+    hostile = _number(_get(summary, "hostile", "hostile", "p99_ms"))
+    if value is None or quiet is None or hostile is None:
+        return _missing(key, title, target, part)
+    met, margin = _at_most(value, 1.5)
+    note = f"p99 {hostile:.2f} vs {quiet:.2f} ms quiet; {_hostile_note(summary)}"
+    timeouts = _number(_get(summary, "hostile", "read_timeouts", "hostile")) or 0
+    if timeouts:  # wrk leaves timed-out reads out of its percentiles: p99 understates
+        met, note = False, f"{note}; {timeouts:,.0f} reads timed out"
+    return Verdict(key, title, target, f"{value:.2f}x", met, margin, part, note)
+
+
+def hostile_peak_rss(summary: dict[str, Any]) -> Verdict:
+    key, title = "hostile_peak_rss", "Server peak RSS under hostile clients"
+    target, part = "< 200 MB", "hostile"
+    peak = _number(_get(summary, "hostile", "peak_rss_mb"))
+    if peak is None:
+        return _missing(key, title, target, part)
+    met = peak < 200.0
+    _, margin = _at_most(peak, 200.0)
+    quiet = _number(_get(summary, "hostile", "quiet_peak_rss_mb"))
+    note = "VmRSS sampled every 100 ms" + (f"; {quiet:.0f} MB in the quiet run" if quiet else "")
+    return Verdict(key, title, target, f"{peak:.0f} MB", met, margin, part, note)
+
+
 JUDGES: tuple[Callable[[dict[str, Any]], Verdict], ...] = (
     read_vs_bare,
     read_p99,
@@ -188,6 +230,8 @@ JUDGES: tuple[Callable[[dict[str, Any]], Verdict], ...] = (
     freshness_p99,
     bytes_per_customer,
     http_orders,
+    hostile_read_p99,
+    hostile_peak_rss,
 )
 
 
