@@ -45,7 +45,7 @@ from write_side.schemas import (
 CUSTOMER_NOT_FOUND = "Customer not found."
 
 
-def path_customer_id(
+async def path_customer_id(
     _: Producer,
     customer_id: Annotated[
         str,
@@ -169,7 +169,7 @@ def _positioned(written: Written, **fields: Any) -> dict[str, Any]:
     return {**written.result, **fields, "position": written.position}
 
 
-def well_formed_body(request: Request, _: Producer) -> None:
+async def well_formed_body(request: Request, _: Producer) -> None:
     """A body that is not JSON (400) or holds an impossible value (422), once authenticated."""
     error = noted_body_error(request)
     if error is None:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from edge.errors import ApiError
 from edge.token_header import (
@@ -74,6 +75,13 @@ class KeyDirectory:
             entry = self._entries.get(key_hash)
         return entry
 
+    def known(self, key: str, arrived: float) -> ApiKeyEntry | None:
+        """The key's entry if the keys in memory already decide it, without waiting;
+        None when only `lookup` can tell (the key is unknown, or the keys are too old)."""
+        if self._refreshed_at < arrived - self._max_age:
+            return None
+        return self._entries.get(hash_key(key))
+
     def may_write(self, key: str, arrived: float | None = None) -> bool:
         """Whether the key is known, not revoked, and of a role that may write."""
         entry = self.lookup(key, arrived)
@@ -134,17 +142,21 @@ class _Failure:
     error: Exception
 
 
-def get_service(request: Request) -> CustomerService:
+# Dependencies that never block are coroutines: FastAPI runs a plain function in a worker
+# thread, and each such hop cost more than the rest of a refusal (about 0.2 ms apiece).
+
+
+async def get_service(request: Request) -> CustomerService:
     service: CustomerService = request.app.state.write_service
     return service
 
 
-def get_key_directory(request: Request) -> KeyDirectory:
+async def get_key_directory(request: Request) -> KeyDirectory:
     directory: KeyDirectory = request.app.state.write_keys
     return directory
 
 
-def authenticated_producer(
+async def authenticated_producer(
     directory: Annotated[KeyDirectory, Depends(get_key_directory)],
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
@@ -153,10 +165,13 @@ def authenticated_producer(
         key = key_from_header(authorization)
     except TokenHeaderError as error:
         raise ApiError(401, error.detail, WWW_AUTHENTICATE) from None
-    try:
-        entry = directory.lookup(key)
-    except (OperationalError, InterfaceError):
-        raise ApiError(503, STORE_UNAVAILABLE, RETRY_AFTER) from None
+    arrived = time.monotonic()
+    entry = directory.known(key, arrived)
+    if entry is None:  # only the store can tell: ask it off the event loop
+        try:
+            entry = await run_in_threadpool(directory.lookup, key, arrived)
+        except (OperationalError, InterfaceError):
+            raise ApiError(503, STORE_UNAVAILABLE, RETRY_AFTER) from None
     if entry is None or entry.is_revoked:
         raise ApiError(401, INVALID_TOKEN, WWW_AUTHENTICATE)
     if entry.role not in WRITE_ROLES:
