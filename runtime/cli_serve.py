@@ -115,6 +115,7 @@ def ensure_admin_key(container: Container) -> Path | None:
 def _uvicorn(app: Any, container: Container) -> None:
     """Run one uvicorn server until SIGTERM/SIGINT, then return normally."""
     settings = container.settings
+    app.state.settle_heap = True  # a long-lived server: see runtime.http._settle_heap
     server = uvicorn.Server(uvicorn_config(app, settings))
     # uvicorn re-raises the stop signal through the handlers it found once it has shut
     # down; these make that a no-op, so the cleanup below runs and the exit code is 0.
