@@ -27,6 +27,7 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str
     redis: str
+    read_model: str
     event_store: str
     generation: int
     projection_position: int
@@ -43,12 +44,19 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    summary="Stores reachable; projection position, lag and dead letters",
-    responses={503: {"model": Readiness, "description": "A store is unreachable"}},
+    summary="Stores reachable, read model whole; projection position, lag and dead letters",
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "A store this process serves from is unreachable, or the read "
+            "model lost data and is being repaired (`read_model` says why)",
+        }
+    },
 )
 async def readyz(request: Request) -> Response:
     read_side: ReadSide = request.app.state.read_side
     store_head: StoreHead | None = getattr(request.app.state, "store_head", None)
+    store_required: bool = getattr(request.app.state, "store_required", True)
     body: dict[str, Any] = {"status": "ready", "redis": "ok", "event_store": "ok"}
     try:
         await read_side.state.refresh()
@@ -69,6 +77,8 @@ async def readyz(request: Request) -> Response:
         except Exception:  # any failure of the store means not ready; no internals leak
             body["event_store"] = "unreachable"
     position = read_side.state.position
+    trouble = read_side.state.trouble
+    body["read_model"] = "ok" if trouble is None else trouble
     body.update(
         generation=read_side.state.generation,
         projection_position=position,
@@ -76,7 +86,10 @@ async def readyz(request: Request) -> Response:
         projection_lag=None if head is None else max(head - position, 0),
         dead_letters=dead_letters,
     )
-    ready = body["redis"] == "ok" and body["event_store"] != "unreachable"
+    # A process that only reads serves from Redis alone: a PostgreSQL outage is reported,
+    # but must not pull it out of a load balancer while it answers reads.
+    store_ok = body["event_store"] != "unreachable" or not store_required
+    ready = body["redis"] == "ok" and trouble is None and store_ok
     body["status"] = "ready" if ready else "not ready"
     read_side.last_head = head
     return Response(

@@ -18,6 +18,7 @@ from runtime.container import Container
 from runtime.http import create_read_app
 from runtime.processes import free_port
 from runtime.settings import Settings
+from tests.support.embedded import start_postgres
 from tests.support.live_app import serving
 from tests.support.read_model_records import put_api_key, put_customer, set_applied_position
 from tests.support.waiting import wait_until
@@ -146,3 +147,30 @@ def test_a_frozen_redis_is_503_not_a_hung_request(
             assert wait_until(lambda: httpx.get(url, headers=headers).status_code == 200)
     finally:
         container.close()
+
+
+@pytest.mark.postgres
+def test_a_postgresql_outage_leaves_the_read_api_ready_and_reading(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # The read API serves from Redis alone: a probe must not pull it while it answers.
+    keys = Keys(redis_prefix)
+    seed(redis_url, keys)
+    postgres = start_postgres()
+    settings = Settings(EVENT_STORE_URL=postgres.url, REDIS_PREFIX=redis_prefix)
+    container = Container(settings)
+    headers = {"Authorization": "Token staff-key"}
+    try:
+        with serving(create_read_app(container, redis_url)) as base_url:
+            assert httpx.get(f"{base_url}/readyz", timeout=5).json()["event_store"] == "ok"
+
+            postgres.stop()
+            ready = httpx.get(f"{base_url}/readyz", timeout=NOT_HUNG)
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["event_store"] == "unreachable"
+            assert ready.json()["status"] == "ready"
+            read = httpx.get(f"{base_url}/api/customers/1", headers=headers, timeout=NOT_HUNG)
+            assert read.status_code == 200
+    finally:
+        container.close()
+        postgres.stop()
