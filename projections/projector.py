@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import hiredis
 import orjson
 import redis
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Tracking
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError
 from redis.exceptions import NoScriptError, ResponseError
 
 from projections.events import (
@@ -38,8 +38,9 @@ from projections.events import (
 )
 from projections.notification_log import Prefetch, Row, page_reader
 from projections.read_model import Keys
+from projections.repair import ReadModelLostError, clear_if_repaired, mark, read_marker
 from projections.scripts import apply_customer, apply_keys
-from projections.tracking import RedisTrackingRecorder
+from projections.tracking import RedisTrackingRecorder, TrackingRolledBackError
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ DEFAULT_CHUNK = 2000
 SQLITE_POLL_SECONDS = 0.1
 POSTGRES_POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 10.0
+# How often an idle projector checks that Redis still holds what it wrote.
+VERIFY_SECONDS = 1.0
 
 # Fault injection points, in the order a page passes them (tests stop the projector there).
 STEPS = ("before-apply", "mid-apply", "after-apply", "before-position", "after-position")
@@ -155,6 +158,14 @@ class Projector:
         self.generation = 0
         self.tracking: RedisTrackingRecorder
         self.position = 0
+        # While Redis is being repaired: the position to reach again, and since when.
+        self.repair_target: int | None = None
+        self._repair_started = 0.0
+        self._rebuild_pending = False
+        self._verified_at = float("-inf")
+        # A page is being written and its position not yet recorded: if Redis turns out to
+        # have lost data now, part of that page may have landed on what was left.
+        self._page_unconfirmed = False
         apply_customer.load(client)
         apply_keys.load(client)
         self._use_generation(generation or current_generation(client, keys))
@@ -196,15 +207,23 @@ class Projector:
             while not stop.is_set():
                 self._wake.clear()
                 try:
+                    if self._rebuild_pending:
+                        self._rebuild_for_repair()
+                    if time.monotonic() - self._verified_at >= VERIFY_SECONDS:
+                        self.verify()
                     self.catch_up()
                     self.blocked = None
                     backoff, last_problem = 0.0, ""
+                except ReadModelLostError as lost:
+                    self._start_repair(lost)
+                    continue
                 except UnprojectableEventError as poison:
                     # Stopped until an operator skips it; look again now and then.
                     self.blocked = poison
                     backoff = max(backoff, 1.0)
                 except Exception as error:  # a store is down: retry, never lose a page
                     problem = f"{type(error).__name__}: {error}"
+                    self._verified_at = float("-inf")  # reconnected later: check first
                     if problem != last_problem:
                         logger.warning("projection paused, retrying: %s", problem)
                         last_problem = problem
@@ -249,6 +268,94 @@ class Projector:
         commands = self._encode(generation, customers, keys_ops)
         return DecodedPage(customers, keys_ops, generation, commands, last, len(page), poison)
 
+    def verify(self) -> None:
+        """Check that Redis still holds what this projector wrote; adopt a repair marker.
+
+        Raises ReadModelLostError if it does not (nothing was written onto it since).
+        """
+        self._check_unchanged()
+        marker = read_marker(self.client, self.keys)
+        if marker is None:
+            self.repair_target = None
+        else:
+            if self.repair_target is None:  # set before this process started, or by another
+                self.repair_target, self._repair_started = marker.target, time.monotonic()
+            self._clear_if_repaired()
+        self._verified_at = time.monotonic()
+
+    def _check_unchanged(self) -> None:
+        if self.position == 0:
+            return  # nothing recorded yet, so nothing to lose
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.generation)
+        pipe.hget(self.keys.tracking(self.generation), self.application_name)
+        generation_raw, tracking_raw = pipe.execute()
+        if self._follow and generation_raw is not None and int(generation_raw) != self.generation:
+            return  # a rebuild switched generations; the page's record follows it
+        found = int(tracking_raw or 0)
+        if self._follow and generation_raw is None:
+            reason = "Redis holds no read model (restarted empty, or flushed)"
+        elif found < self.position:
+            reason = (
+                f"Redis holds position {found}, below the {self.position} recorded "
+                "(restarted from an older copy, or it lost writes)"
+            )
+        else:
+            return
+        raise ReadModelLostError(found, self.position, reason, written_since=self._page_unconfirmed)
+
+    def _start_repair(self, lost: ReadModelLostError) -> None:
+        target = max(lost.recorded, self.repair_target or 0)
+        mark(self.client, self.keys, lost.reason, target)
+        if self.repair_target is None:
+            self._repair_started = time.monotonic()
+        self.repair_target = target
+        if lost.written_since:
+            logger.error(
+                "read model lost data: %s; a page was written onto what was left, so it is "
+                "rebuilt from the event store in a new generation; reads answer 503 until "
+                "position %d is applied again",
+                lost.reason,
+                target,
+            )
+            self._rebuild_pending = True
+            return
+        logger.error(
+            "read model lost data: %s; resuming from position %d, reads answer 503 until "
+            "position %d is applied again",
+            lost.reason,
+            lost.found,
+            target,
+        )
+        if self._follow:
+            self.client.set(self.keys.generation, str(self.generation), nx=True)
+        self.position = lost.found
+        self._verified_at = time.monotonic()
+
+    def _rebuild_for_repair(self) -> None:
+        from projections.rebuild import rebuild  # rebuild drives a Projector itself
+
+        result = rebuild(
+            self.recorder, self.client, self.keys, application_name=self.application_name
+        )
+        self._rebuild_pending = False
+        self._page_unconfirmed = False
+        self._use_generation(result.new_generation)
+        self._clear_if_repaired()
+
+    def _clear_if_repaired(self) -> None:
+        target = self.repair_target
+        if target is None or self.position < target:
+            return
+        if clear_if_repaired(self.client, self.keys, self.position):
+            logger.warning(
+                "read model repaired: position %d applied again, %.1f s after the loss "
+                "was found; reads are served again",
+                self.position,
+                time.monotonic() - self._repair_started,
+            )
+        self.repair_target = None
+
     def _project_page(self, page: DecodedPage) -> None:
         self._step("before-apply")
         self._apply(page)
@@ -257,6 +364,7 @@ class Projector:
             self._step("before-position")
             self._record_position(page.last)
             self._step("after-position")
+        self._page_unconfirmed = False
         if self._on_page is not None:
             self._on_page(self.position, page.events)
         if page.poison is not None:
@@ -282,6 +390,9 @@ class Projector:
         commands = page.commands
         if page.generation != self.generation:  # a switch since the page was prepared
             commands = self._encode(self.generation, page.customers, page.keys_ops)
+        # Writing onto a Redis that lost data would leave guards ahead of what records hold.
+        self._check_unchanged()
+        self._page_unconfirmed = True
         for start in range(0, len(commands), self.chunk):
             if start:
                 self._step("mid-apply")
@@ -321,7 +432,15 @@ class Projector:
 
     def _record_position(self, position: int) -> None:
         try:
-            self.tracking.insert_tracking(Tracking(self.application_name, position))
+            self.tracking.advance(self.application_name, position, recorded=self.position)
+        except TrackingRolledBackError as rolled_back:
+            if self._follow and self._generation_switched():
+                self._follow_generation()
+                return
+            reason = f"Redis lost data while a page was written: {rolled_back}"
+            raise ReadModelLostError(
+                rolled_back.found, self.position, reason, written_since=True
+            ) from None
         except IntegrityError:
             # Another projector got further; its work and ours are the same (guarded).
             recorded = self.tracking.max_tracking_id(self.application_name) or 0
@@ -338,13 +457,21 @@ class Projector:
             generation = int(results[-1])
             if generation != self.generation:
                 self._use_generation(generation)
+        if self.repair_target is not None:
+            self._clear_if_repaired()
 
     # Generations
 
     def _follow_generation(self) -> None:
+        if self.position and self.client.get(self.keys.generation) is None:
+            self._check_unchanged()  # gone since we wrote: a loss, not a first start
         generation = current_generation(self.client, self.keys)
         if generation != self.generation:
             self._use_generation(generation)
+
+    def _generation_switched(self) -> bool:
+        value = self.client.get(self.keys.generation)
+        return value is not None and int(value) != self.generation
 
     def _use_generation(self, generation: int) -> None:
         if self.generation:

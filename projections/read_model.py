@@ -6,6 +6,8 @@ Key layout (PREFIX defaults to "customers"; generations make rebuilds blue/green
     {PREFIX}:g{N}:tracking         hash: application name -> last applied position
     {PREFIX}:dead-letters          list of JSON poison-event reports
     {PREFIX}:skips                 hash: position -> JSON of an operator's decision to skip
+    {PREFIX}:repair                hash: reason, target, detected_at, while Redis is being
+                                   repaired after losing data (reads answer 503 meanwhile)
     PREFIX:g{N}:c:{customer_id}    hash, one per customer (see below)
     PREFIX:g{N}:keys               hash: API key sha256 -> JSON [position, role, revoked 0|1]
     PREFIX:positions               pub/sub channel: "{N}:{position}" after each applied page
@@ -91,6 +93,10 @@ class Keys:
     @property
     def skips(self) -> str:
         return f"{self._meta}:skips"
+
+    @property
+    def repair(self) -> str:
+        return f"{self._meta}:repair"
 
     @property
     def positions_channel(self) -> str:

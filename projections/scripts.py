@@ -121,10 +121,17 @@ end
 return applied
 """
 
-# KEYS[1] tracking hash. ARGV[1] application name, ARGV[2] position. Positions only grow.
+# KEYS[1] tracking hash. ARGV[1] application name, ARGV[2] position, ARGV[3] the position
+# this writer recorded last (0: none). Positions only grow; a hash holding less than its
+# writer recorded has lost data (Redis restarted empty, restored from an older copy, or
+# flushed) and is refused with ROLLBACK, so the writer repairs instead of going on.
 INSERT_TRACKING = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current and tonumber(current) >= tonumber(ARGV[2]) then
+local recorded = tonumber(current or '0')
+if recorded < tonumber(ARGV[3] or '0') then
+  return redis.error_reply('ROLLBACK ' .. recorded)
+end
+if current and recorded >= tonumber(ARGV[2]) then
   return redis.error_reply('TRACKING position ' .. ARGV[2] .. ' is not after ' .. current)
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -146,6 +153,27 @@ if tonumber(old) > tonumber(new) then return -1 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('PUBLISH', ARGV[4], ARGV[2] .. ':' .. new)
 return tonumber(new)
+"""
+
+# KEYS[1] the repair marker (a hash). ARGV: reason, position to reach again, detection time.
+# A marker already standing keeps its reason and time; its target only grows.
+MARK_REPAIR = """
+local target = tonumber(redis.call('HGET', KEYS[1], 'target') or '-1')
+if target < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], 'target', ARGV[2]) end
+redis.call('HSETNX', KEYS[1], 'reason', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'detected_at', ARGV[3])
+return 1
+"""
+
+# KEYS[1] the repair marker. ARGV[1] the position the read model is back at. Removes the
+# marker only once that reaches its target; returns 1 if removed.
+CLEAR_REPAIR = """
+local target = redis.call('HGET', KEYS[1], 'target')
+if target and tonumber(target) <= tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
 """
 
 
@@ -171,3 +199,5 @@ apply_customer = Script(APPLY_CUSTOMER)
 apply_keys = Script(APPLY_KEYS)
 insert_tracking = Script(INSERT_TRACKING)
 switch_generation = Script(SWITCH_GENERATION)
+mark_repair = Script(MARK_REPAIR)
+clear_repair = Script(CLEAR_REPAIR)

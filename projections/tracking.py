@@ -10,6 +10,15 @@ from projections.read_model import Keys
 from projections.scripts import insert_tracking
 
 
+class TrackingRolledBackError(Exception):
+    """Redis holds a lower position than this writer recorded: it lost data since."""
+
+    def __init__(self, found: int, recorded: int) -> None:
+        super().__init__(f"tracking at {found}, below the {recorded} recorded before")
+        self.found = found
+        self.recorded = recorded
+
+
 class RedisTrackingRecorder(TrackingRecorder):
     """Positions per application name in one generation's tracking hash; they only grow."""
 
@@ -20,12 +29,23 @@ class RedisTrackingRecorder(TrackingRecorder):
         self.key = keys.tracking(generation)
 
     def insert_tracking(self, tracking: Tracking) -> None:
-        args = [tracking.application_name, str(tracking.notification_id)]
+        self.advance(tracking.application_name, tracking.notification_id, recorded=0)
+
+    def advance(self, application_name: str, position: int, *, recorded: int) -> None:
+        """Record `position`, checking that the hash still holds `recorded` (ours, last).
+
+        Raises IntegrityError when the hash is at `position` or beyond already (another
+        writer got there first), TrackingRolledBackError when it holds less than `recorded`.
+        """
+        args = [application_name, str(position), str(recorded)]
         try:
             insert_tracking(self.client, [self.key], args)
         except ResponseError as error:
-            if str(error).startswith("TRACKING"):
-                raise IntegrityError(str(error)) from None
+            message = str(error)
+            if message.startswith("TRACKING"):
+                raise IntegrityError(message) from None
+            if message.startswith("ROLLBACK"):
+                raise TrackingRolledBackError(int(message.split()[1]), recorded) from None
             raise
 
     def max_tracking_id(self, application_name: str) -> int | None:

@@ -100,8 +100,9 @@ class CustomerReader:
         if_none_match: str | None = None,
     ) -> Reply:
         state = self._state
-        if not state.is_fresh:
-            # The cached keys may miss a revocation, so nobody is let in.
+        if not state.is_fresh or state.trouble is not None:
+            # The cached keys may miss a revocation (too old, or Redis lost data and is
+            # being repaired), so nobody is let in; /readyz says why.
             return _error(503, UNAVAILABLE, _RETRY_AFTER)
         wanted = _min_position(min_position)
         refusal = self._authorize(authorization)
@@ -130,11 +131,17 @@ class CustomerReader:
         # Read the position before the record: the record is at least that new.
         position = state.position
         generation = state.generation
+        connection = self._link.connections
         try:
             doc, spent, orders = await self._link.execute(
                 "HMGET", self._keys.customer(generation, customer_id),
                 DOC_FIELD, SPENT_FIELD, ORDERS_FIELD,
             )  # fmt: skip
+            if self._link.connections != connection:
+                # Answered over a new connection, perhaps by a Redis that restarted.
+                return _error(503, UNAVAILABLE, _RETRY_AFTER)
+            if doc is None and await state.position_went_back():
+                return _error(503, UNAVAILABLE, _RETRY_AFTER)  # lost, not absent
         except (StoreUnavailableError, RedisReplyError):
             return _error(503, UNAVAILABLE, _RETRY_AFTER)
         if doc is None:

@@ -18,6 +18,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from projections.read_model import Keys
+from projections.repair import REPAIR_ANNOUNCEMENT, RepairMarker, parse_marker
 from read_side.redis_link import RedisLink, RedisReplyError, StoreUnavailableError
 
 log = logging.getLogger("customers.read")
@@ -58,14 +59,44 @@ class ProjectionState:
         # The applied position the cached keys are known to include (read before them).
         self.grants_position = 0
         self.refreshed_at = float("-inf")
+        # The highest position seen applied: Redis holding less later means it lost data.
+        self.high_water = 0
+        self.repair: RepairMarker | None = None
         self._advanced = asyncio.Event()
+        # The link connection the cached state was read over: another one must re-read it.
+        self.verified_connection = -1
+        self._recheck: asyncio.Task[None] | None = None
+        link.on_connect = self.recheck_soon
         self._tasks: list[asyncio.Task[None]] = []
         self._switching: asyncio.Task[None] | None = None
 
     @property
     def is_fresh(self) -> bool:
-        """True while the cached keys are recent enough to decide on (revocation bound)."""
-        return time.monotonic() - self.refreshed_at <= self._max_staleness
+        """True while the cached state is recent (revocation bound) and read over the
+        link's current connection (a new one may reach a Redis that restarted)."""
+        return (
+            self.verified_connection == self._link.connections
+            and time.monotonic() - self.refreshed_at <= self._max_staleness
+        )
+
+    def recheck_soon(self) -> None:
+        """Read the state again now, not at the next interval (a reconnect, a repair)."""
+        if self._recheck is None or self._recheck.done():
+            self._recheck = asyncio.get_running_loop().create_task(self._refresh_quietly())
+
+    async def _refresh_quietly(self) -> None:
+        with contextlib.suppress(StoreUnavailableError, RedisReplyError):
+            await self.refresh()
+
+    async def position_went_back(self) -> bool:
+        """Ask Redis whether it holds less than the cached position (it lost data)."""
+        generation = self.generation
+        raw = await self._link.execute("HGET", self._keys.tracking(generation), self._upstream)
+        if generation != self.generation or _as_int(raw) >= self.position:
+            return False
+        self.position = _as_int(raw)
+        self.recheck_soon()
+        return True
 
     async def start(self) -> None:
         try:
@@ -80,6 +111,8 @@ class ProjectionState:
     async def stop(self) -> None:
         if self._switching is not None:
             self._tasks.append(self._switching)
+        if self._recheck is not None:
+            self._tasks.append(self._recheck)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -87,18 +120,38 @@ class ProjectionState:
                 await task
         self._tasks = []
 
+    @property
+    def trouble(self) -> str | None:
+        """Why the read model must not be served now (it lost data), or None."""
+        if self.repair is not None:
+            return f"repairing: {self.repair.reason}"
+        if self.position < self.high_water:
+            return (
+                f"Redis holds position {self.position}, below the {self.high_water} "
+                "served before; waiting for the projector to repair it"
+            )
+        return None
+
     async def refresh(self) -> None:
         """Read generation, position and keys from Redis (StoreUnavailableError if down)."""
         started = time.monotonic()
         generation = _generation(await self._link.execute("GET", self._keys.generation))
-        tracking, grants = await asyncio.gather(
+        connection = self._link.connections
+        tracking, grants, repair = await asyncio.gather(
             self._link.execute("HGET", self._keys.tracking(generation), self._upstream),
             self._link.execute("HGETALL", self._keys.api_keys(generation)),
+            self._link.execute("HGETALL", self._keys.repair),
         )
         self.grants = _parse_grants(grants)
         self.grants_position = _as_int(tracking)
+        self.repair = parse_marker(repair)
+        if self.grants_position < self.position and generation == self.generation:
+            # Redis went back (the projector says why and repairs): follow it down, so
+            # nothing waiting for a later position is told it was reached.
+            self.position = self.grants_position
         self._advance(generation, self.grants_position)
         self.refreshed_at = started
+        self.verified_connection = connection
 
     async def wait_for(self, position: int, timeout: float) -> bool:
         """Wait until the applied position reaches `position`; False if the bound runs out."""
@@ -120,6 +173,11 @@ class ProjectionState:
     def announce(self, message: bytes | str) -> None:
         """Apply a "{generation}:{position}" announcement from the positions channel."""
         text = message.decode() if isinstance(message, bytes) else message
+        if text == REPAIR_ANNOUNCEMENT:
+            # The projector found Redis lost data: stop serving before it writes again.
+            self.repair = RepairMarker("announced by the projector", 0, "")
+            self.recheck_soon()
+            return
         generation_text, _, position_text = text.partition(":")
         try:
             generation, position = int(generation_text), int(position_text)
@@ -155,6 +213,7 @@ class ProjectionState:
             if changed:
                 self.position = position
         if changed:
+            self.high_water = max(self.high_water, self.position)
             self._advanced.set()
 
     async def _refresh_forever(self) -> None:

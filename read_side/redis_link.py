@@ -15,6 +15,7 @@ import contextlib
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import unquote, urlparse
 
@@ -104,6 +105,10 @@ class RedisLink:
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
+        # Connections made so far: a new one may reach a Redis that restarted meanwhile
+        # (empty, or from an older copy), so what was learnt over the last is re-checked.
+        self.connections = 0
+        self.on_connect: Callable[[], None] | None = None
 
     async def execute(self, *args: str | bytes | int) -> Any:
         protocol = self._protocol or await self._connect()
@@ -140,6 +145,9 @@ class RedisLink:
         self._connecting = None
         if not future.cancelled() and future.exception() is None:
             self._protocol = future.result()
+            self.connections += 1
+            if self.on_connect is not None:
+                self.on_connect()
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
