@@ -21,6 +21,8 @@ from urllib.parse import unquote, urlparse
 
 import hiredis
 
+NO_PASSWORD_SET = "without any password configured"  # noqa: S105 (a server reply)
+
 
 class StoreUnavailableError(Exception):
     """Redis could not be reached or did not answer in time."""
@@ -163,7 +165,13 @@ class RedisLink:
                         lambda: _Protocol(self), self._host, self._port, ssl=self._tls
                     )
                 for command in self._setup_commands():
-                    await self._send(protocol, hiredis.pack_command(command))  # type: ignore[arg-type]
+                    try:
+                        await self._send(protocol, hiredis.pack_command(command))  # type: ignore[arg-type]
+                    except RedisReplyError as refused:
+                        # A password in the URL for a server that asks none: as redis-py
+                        # (and so the projector) does, go on without it.
+                        if command[0] != "AUTH" or NO_PASSWORD_SET not in str(refused):
+                            raise
         except (OSError, TimeoutError, RedisReplyError, StoreUnavailableError) as error:
             if protocol is not None:
                 protocol.fail(StoreUnavailableError("setup failed"))

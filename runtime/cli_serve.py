@@ -78,14 +78,23 @@ def _check_listen(host: str, port: int) -> None:
                 raise _fail(f"HOST: cannot listen on {host}:{port} ({error.strerror})") from None
 
 
-def _redis_url(container: Container) -> str:
+def _redis_url(container: Container, *, must_answer: bool = False) -> str:
+    """The read model's Redis URL, started if embedded; with must_answer, also PINGed.
+
+    A process that projects cannot start without Redis, so it is asked before anything
+    is written (an unusable REDIS_URL used to surface as a traceback after the admin key
+    was issued); a read API starts anyway and answers 503 until Redis is back.
+    """
     from runtime.cli import redis_unusable
 
     try:
-        return container.redis_url
+        url = container.redis_url
+        if must_answer:
+            container.redis.ping()
     except Exception as error:  # not startable or not reachable: one line, no traceback
         container.close()
         raise redis_unusable(container, error) from None
+    return url
 
 
 def ensure_admin_key(container: Container) -> Path | None:
@@ -136,7 +145,7 @@ def serve() -> None:
     stop = threading.Event()
     projector_thread: threading.Thread | None = None
     try:
-        redis_url = _redis_url(container)
+        redis_url = _redis_url(container, must_answer=True)
         try:
             ensure_admin_key(container)
         except OSError as error:

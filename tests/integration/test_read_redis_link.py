@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from read_side.redis_link import RedisLink, StoreUnavailableError
+from tests.support.valkey_process import ValkeyProcess
 
 
 def ping(url: str) -> Any:
@@ -30,3 +32,25 @@ def test_a_rediss_url_is_never_spoken_to_in_plain_text(redis_url: str) -> None:
     # path must not fall back to sending commands (and keys) in the clear.
     with pytest.raises(StoreUnavailableError):
         ping(redis_url.replace("redis://", "rediss://", 1))
+
+
+def test_a_password_for_a_server_that_asks_none_is_dropped_as_the_projector_does(
+    redis_url: str,
+) -> None:
+    # redis-py (the projector's client) goes on without it; the read path must agree,
+    # or one process would serve while the other answered 503 on the same URL.
+    with_password = redis_url.replace("redis://", "redis://:unneeded@", 1)
+    if "@" in redis_url:
+        pytest.skip("the test Redis asks for a password")
+    assert ping(with_password) in (b"PONG", "PONG")
+
+
+def test_a_wrong_password_is_unavailable_not_ignored(tmp_path: Path) -> None:
+    guarded = ValkeyProcess(tmp_path / "guarded", password="the-right-one")
+    guarded.start()
+    try:
+        with pytest.raises(StoreUnavailableError, match=r"WRONGPASS|invalid"):
+            ping(f"redis://:not-the-one@127.0.0.1:{guarded.port}/0")
+        assert ping(guarded.url) in (b"PONG", "PONG")
+    finally:
+        guarded.kill()

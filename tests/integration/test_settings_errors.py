@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from runtime.cli import app as cli
 from runtime.settings import Settings, event_store_env
+from tests.support.valkey_process import ValkeyProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,3 +164,27 @@ def test_an_unusable_data_dir_for_the_embedded_redis_is_one_line_naming_data_dir
     not_a_folder.write_text("")
     result = run_customers(tmp_path, command, DATA_DIR=str(not_a_folder), PORT=str(free_port()))
     assert_one_line_naming(result, "DATA_DIR")
+
+
+def unusable_redis_urls(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    yield "nothing listening", f"redis://127.0.0.1:{free_port()}/0"
+    yield "unknown host", "redis://no-such-host.invalid:6379/0"
+    guarded = ValkeyProcess(tmp_path / "guarded", password="the-right-one")
+    guarded.start()
+    try:
+        yield "wrong password", f"redis://:not-the-one@127.0.0.1:{guarded.port}/0"
+    finally:
+        guarded.kill()
+
+
+def test_serve_with_an_unusable_redis_url_is_one_line_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    for case, url in unusable_redis_urls(tmp_path):
+        data_dir = tmp_path / case.replace(" ", "-")
+        result = run_customers(
+            tmp_path, "serve", REDIS_URL=url, DATA_DIR=str(data_dir), PORT=str(free_port())
+        )
+        assert_one_line_naming(result, "REDIS_URL")
+        # Refused before the first start's admin key (or anything else) was written.
+        assert not (data_dir / "admin.token").exists(), case

@@ -20,10 +20,12 @@ from tests.support.waiting import wait_until
 
 
 class ValkeyProcess:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, password: str | None = None) -> None:
         self.folder = folder
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        secret = f":{password}@" if password else ""
+        self.url = f"redis://{secret}127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -38,6 +40,7 @@ class ValkeyProcess:
             "--save", "",
             "--daemonize", "no",
             "--logfile", "valkey.log",
+            *(["--requirepass", self.password] if self.password else []),
         ]  # fmt: skip
         self._process = subprocess.Popen(
             command,
