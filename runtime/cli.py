@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -14,7 +15,8 @@ from runtime.cli_demo import demo
 from runtime.cli_projection import register as register_projection_commands
 from runtime.cli_serve import register as register_serve_commands
 from runtime.container import Container
-from runtime.settings import Settings
+from runtime.event_store import one_line, why_unreachable
+from runtime.settings import Settings, library_variables_set
 from write_side.application import ApiKeyNameTakenError, ApiKeyNotFoundError
 from write_side.domain.api_key import ApiKeyRevokedError
 
@@ -38,12 +40,20 @@ def fail(message: str) -> typer.Exit:
 
 def load_settings() -> Settings:
     """Settings from the environment; a bad value is one line naming the variable."""
+    ignored = library_variables_set(dict(os.environ))
+    if ignored:
+        raise fail(
+            f"{ignored[0]}: not supported: the event store is configured by EVENT_STORE_URL "
+            "alone (the projector reads stored events as this service writes them); unset it"
+        )
     try:
         return Settings()
     except ValidationError as error:
         first = error.errors()[0]
-        variable = ".".join(str(part) for part in first["loc"]) or "configuration"
         message = str(first["msg"]).removeprefix("Value error, ")
+        if not first["loc"]:  # a check across variables names its variable itself
+            raise fail(message) from None
+        variable = ".".join(str(part) for part in first["loc"])
         raise fail(f"{variable}: {message}") from None
 
 
@@ -52,7 +62,8 @@ def open_container() -> Container:
     try:
         return Container(settings)
     except Exception as error:  # a store that cannot be opened is a one-line error
-        raise fail(f"EVENT_STORE_URL: cannot open the event store ({error})") from None
+        reason = why_unreachable(settings.EVENT_STORE_URL) or one_line(error)
+        raise fail(f"EVENT_STORE_URL: cannot open the event store ({reason})") from None
 
 
 def redis_unusable(container: Container, error: Exception) -> typer.Exit:

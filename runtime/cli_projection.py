@@ -138,11 +138,15 @@ def audit_command(
     position: Annotated[
         int | None, typer.Option(help="Print the state at this event store position instead")
     ] = None,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="An event store with no events is clean")
+    ] = False,
 ) -> None:
     """Replay the event store independently of Redis and compare it with the read model.
 
-    Exits 1 on any difference. With --as-of or --position, prints the historical state
-    (JSON, one customer per line) instead of comparing.
+    Exits 1 on any difference, and on an event store with no events (most likely the
+    wrong EVENT_STORE_URL or DATA_DIR) unless --allow-empty. With --as-of or --position,
+    prints the historical state (JSON, one customer per line) instead of comparing.
     """
     if as_of is not None and position is not None:
         raise _fail("give either --as-of or --position, not both")
@@ -155,6 +159,13 @@ def audit_command(
     try:
         recorder = container.write_service.recorder
         head = recorder.max_notification_id() or 0
+        if head == 0 and not allow_empty:
+            typer.echo(
+                f"audit: the event store at {container.settings.EVENT_STORE_URL} holds no "
+                "events; check EVENT_STORE_URL and DATA_DIR (--allow-empty if that is right)",
+                err=True,
+            )
+            raise typer.Exit(code=1)
         if position is not None and position > head:
             raise _fail(f"--position {position} is beyond the event store's last position {head}")
         if moment is not None or position is not None:

@@ -6,10 +6,48 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs, unquote, urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Query parameters EVENT_STORE_URL may carry for PostgreSQL. Those of libpq go to every
+# connection as they are; a misspelt one is refused rather than dropped in silence (an
+# ignored sslmode=require would connect in plain text).
+STORE_URL_OPTIONS = ("pool_size", "schema", "host")
+LIBPQ_OPTIONS = (
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "application_name",
+)
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+LIBPQ_ENV_PREFIX = "LIBPQ_"
+
+# What the eventsourcing library reads from the process environment besides what
+# EVENT_STORE_URL sets. The projector and audit decode stored events themselves, so a
+# compressed, encrypted or otherwise transcoded store would stop them: refused by name.
+LIBRARY_VARIABLES = (
+    "PERSISTENCE_MODULE",
+    "INFRASTRUCTURE_FACTORY",
+    "FACTORY_TOPIC",
+    "TRANSCODER_TOPIC",
+    "MAPPER_TOPIC",
+    "CIPHER_TOPIC",
+    "CIPHER_KEY",
+    "COMPRESSOR_TOPIC",
+    "IS_SNAPSHOTTING_ENABLED",
+)
+LIBRARY_PREFIXES = ("POSTGRES_", "SQLITE_", "CUSTOMERS_")
+
+
+def library_variables_set(environ: dict[str, str]) -> list[str]:
+    """The eventsourcing settings found in `environ`, which this service does not honour."""
+    return sorted(
+        name for name in environ if name in LIBRARY_VARIABLES or name.startswith(LIBRARY_PREFIXES)
+    )
 
 
 class Settings(BaseSettings):
@@ -17,7 +55,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=True, extra="ignore")
 
-    EVENT_STORE_URL: str = "sqlite:///./data/events.sqlite"
+    EVENT_STORE_URL: str = ""  # unset: an SQLite file in DATA_DIR (see below)
     REDIS_URL: str | None = None
     DATA_DIR: Path = Path("./data")
     HOST: str = "127.0.0.1"
@@ -39,11 +77,16 @@ class Settings(BaseSettings):
             raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
         return level
 
-    @field_validator("EVENT_STORE_URL")
-    @classmethod
-    def _event_store_url_is_supported(cls, value: str) -> str:
-        event_store_env(value)
-        return value
+    @model_validator(mode="after")
+    def _event_store_url_is_supported(self) -> Settings:
+        if not self.EVENT_STORE_URL:
+            # Beside the embedded Redis and the admin key, wherever the command runs.
+            self.EVENT_STORE_URL = f"sqlite:///{self.DATA_DIR / 'events.sqlite'}"
+        try:
+            event_store_env(self.EVENT_STORE_URL)
+        except ValueError as error:
+            raise ValueError(f"EVENT_STORE_URL: {error}") from None
+        return self
 
     @field_validator("REDIS_URL")
     @classmethod
@@ -78,7 +121,14 @@ def event_store_env(url: str) -> dict[str, str]:
         }
     if parsed.scheme in ("postgresql", "postgres"):
         dbname = unquote(parsed.path.lstrip("/"))
-        query = parse_qs(parsed.query)
+        query = parse_qs(parsed.query, keep_blank_values=True)
+        for name in query:
+            if name not in STORE_URL_OPTIONS + LIBPQ_OPTIONS:
+                known = ", ".join(STORE_URL_OPTIONS + LIBPQ_OPTIONS)
+                raise ValueError(f"unknown parameter {name!r} (known: {known})")
+        sslmode = query.get("sslmode", ["prefer"])[0]
+        if sslmode not in SSL_MODES:
+            raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}")
         # libpq style: a socket directory may be given as ?host=/path
         host = parsed.hostname or query.get("host", [""])[0]
         if not host or not dbname:
@@ -106,8 +156,20 @@ def event_store_env(url: str) -> dict[str, str]:
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"][0]
+        for name in LIBPQ_OPTIONS:
+            if name in query:
+                env[LIBPQ_ENV_PREFIX + name.upper()] = query[name][0]
         return env
     raise ValueError("expected sqlite:///PATH or postgresql://user:pass@host:port/db")
+
+
+def libpq_options(env: dict[str, str]) -> dict[str, str]:
+    """The libpq connection options an event_store_env() mapping carries (sslmode, ...)."""
+    return {
+        name[len(LIBPQ_ENV_PREFIX) :].lower(): value
+        for name, value in env.items()
+        if name.startswith(LIBPQ_ENV_PREFIX)
+    }
 
 
 def _positive_int(query: dict[str, list[str]], name: str, default: int) -> int:

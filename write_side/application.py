@@ -14,7 +14,8 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError
+from eventsourcing.utils import Environment
 
 from write_side.customer_status import CustomerStatuses
 from write_side.domain.api_key import ApiKey, hash_key, new_secret_key
@@ -28,7 +29,7 @@ from write_side.domain.ids import (
 )
 from write_side.domain.order import Order
 from write_side.group_commit import GroupCommit
-from write_side.store_queries import position_of, topics_after
+from write_side.store_queries import position_of, topics_after, with_connection_options
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -99,6 +100,13 @@ class CustomerService(Application[UUID]):
         self._statuses = CustomerStatuses(lambda streams: topics_after(self.recorder, streams))
         self._in_flight: set[tuple[str, str]] = set()
         self._in_flight_lock = threading.Lock()
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory:
+        """The library's factory, with the libpq options of EVENT_STORE_URL (sslmode, ...)
+        on every PostgreSQL connection; the library itself would drop them."""
+        factory = super().construct_factory(env)
+        with_connection_options(factory, env)
+        return factory
 
     # Customers
 

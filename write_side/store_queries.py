@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 from uuid import UUID
@@ -313,6 +313,24 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
 
     guarded.__doc__ = undecorated.__doc__
     return guarded
+
+
+LIBPQ_ENV_PREFIX = "LIBPQ_"  # as runtime.settings writes them into the environment
+
+
+def with_connection_options(factory: object, env: Mapping[str, str]) -> None:
+    """Pass LIBPQ_* options (sslmode, sslrootcert, ...) to every pooled connection.
+
+    The library's PostgreSQL datastore knows only host, port, database, user and password;
+    its pool is created closed, so options added here reach the very first connection.
+    """
+    datastore = getattr(factory, "datastore", None)
+    if not isinstance(datastore, PostgresDatastore):
+        return
+    assert isinstance(datastore.pool.kwargs, dict)
+    for name, value in env.items():
+        if name.startswith(LIBPQ_ENV_PREFIX):
+            datastore.pool.kwargs[name[len(LIBPQ_ENV_PREFIX) :].lower()] = value
 
 
 class FailFastPostgresApplicationRecorder(PostgresApplicationRecorder):

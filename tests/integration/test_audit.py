@@ -152,3 +152,15 @@ def test_bad_audit_arguments_are_one_line_errors_with_exit_code_2(
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_empty_event_store_is_not_called_clean_unless_asked(cli_env: dict[str, str]) -> None:
+    # Most likely the wrong EVENT_STORE_URL or DATA_DIR: "clean: 0 customers" would hide it.
+    result = CliRunner().invoke(app, ["audit"], env=cli_env)
+    assert result.exit_code == 1
+    assert "holds no events" in result.output
+    assert "clean" not in result.output
+
+    allowed = CliRunner().invoke(app, ["audit", "--allow-empty"], env=cli_env)
+    assert allowed.exit_code == 0, allowed.output
+    assert "audit clean: 0 customers" in allowed.output

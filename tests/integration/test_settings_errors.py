@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runtime.cli import app as cli
-from runtime.settings import Settings, event_store_env
+from runtime.settings import Settings, event_store_env, libpq_options
 from tests.support.valkey_process import ValkeyProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -116,10 +116,61 @@ def test_the_default_store_is_a_sqlite_file_under_data(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("EVENT_STORE_URL", raising=False)
+    monkeypatch.delenv("DATA_DIR", raising=False)
     env = event_store_env(Settings().EVENT_STORE_URL)
     assert env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
-    assert env["SQLITE_DBNAME"] == "./data/events.sqlite"
+    assert Path(env["SQLITE_DBNAME"]) == Path("data/events.sqlite")
     assert (tmp_path / "data").is_dir()
+
+
+def test_the_default_store_follows_data_dir_wherever_the_command_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run elsewhere, a command used to make an empty ./data store and call it clean.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVENT_STORE_URL", raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "kept"))
+    env = event_store_env(Settings().EVENT_STORE_URL)
+    assert env["SQLITE_DBNAME"] == str(tmp_path / "kept" / "events.sqlite")
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("sslmod=require", "unknown parameter 'sslmod'"),
+        ("pool_size=5&ssl=true", "unknown parameter 'ssl'"),
+        ("sslmode=required", "sslmode must be one of"),
+    ],
+)
+def test_an_unknown_or_misspelt_store_url_parameter_is_refused_by_name(
+    query: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        event_store_env(f"postgresql://db/events?{query}")
+
+
+def test_libpq_parameters_of_the_store_url_are_kept() -> None:
+    env = event_store_env(
+        "postgresql://db/events?sslmode=verify-full&sslrootcert=/ca.pem&application_name=api"
+    )
+    assert libpq_options(env) == {
+        "sslmode": "verify-full",
+        "sslrootcert": "/ca.pem",
+        "application_name": "api",
+    }
+
+
+@pytest.mark.parametrize(
+    "variable", ["COMPRESSOR_TOPIC", "CIPHER_TOPIC", "POSTGRES_SCHEMA", "PERSISTENCE_MODULE"]
+)
+def test_a_library_setting_the_service_does_not_honour_is_refused_by_name(
+    tmp_path: Path, variable: str
+) -> None:
+    # Compressed events made the projector dead-letter event 1; now nothing starts.
+    result = run_customers(tmp_path, "tokens", "list", **{variable: "anything"})
+    assert_one_line_naming(result, variable)
+    assert not (tmp_path / "events.sqlite").exists()
 
 
 def test_an_absolute_sqlite_path_keeps_its_leading_slash(tmp_path: Path) -> None:
