@@ -44,10 +44,12 @@ def quickstart(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
         "PORT": str(port),
     }
     log = tmp_path / "make-run.log"
-    # -o: the venv is installed already (this test runs in it); do not install again.
+    # The environment this test runs in serves as make's venv, installed already (-o).
+    venv = sys.prefix
+    command = ["make", "--no-print-directory", "-C", str(ROOT), f"VENV={venv}"]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            ["make", "--no-print-directory", "-C", str(ROOT), "-o", ".venv/.installed", "run"],
+            [*command, "-o", f"{venv}/.installed-run", "run"],
             env=environment,
             stdin=subprocess.DEVNULL,
             stdout=out,
