@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +57,9 @@ POSTGRES_POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 10.0
 # How often an idle projector checks that Redis still holds what it wrote.
 VERIFY_SECONDS = 1.0
+# The heartbeat: renewed this often while the loop runs, gone this long after it stops.
+BEAT_SECONDS = 1.0
+BEAT_EXPIRES_MS = 10_000
 
 # Fault injection points, in the order a page passes them (tests stop the projector there).
 STEPS = ("before-apply", "mid-apply", "after-apply", "before-position", "after-position")
@@ -166,6 +171,7 @@ class Projector:
         # A page is being written and its position not yet recorded: if Redis turns out to
         # have lost data now, part of that page may have landed on what was left.
         self._page_unconfirmed = False
+        self._beaten_at = float("-inf")
         apply_customer.load(client)
         apply_keys.load(client)
         self._use_generation(generation or current_generation(client, keys))
@@ -211,6 +217,7 @@ class Projector:
                         self._rebuild_for_repair()
                     if time.monotonic() - self._verified_at >= VERIFY_SECONDS:
                         self.verify()
+                    self.beat()
                     self.catch_up()
                     self.blocked = None
                     backoff, last_problem = 0.0, ""
@@ -267,6 +274,27 @@ class Projector:
         generation = self.generation
         commands = self._encode(generation, customers, keys_ops)
         return DecodedPage(customers, keys_ops, generation, commands, last, len(page), poison)
+
+    def beat(self, *, every: float = BEAT_SECONDS) -> None:
+        """Tell readers this projector runs, where it is and the store's head (lag)."""
+        now = time.monotonic()
+        if now - self._beaten_at < every:
+            return
+        self._beaten_at = now
+        head = self.recorder.max_notification_id() or 0
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(
+            self.keys.projector,
+            mapping={
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "position": self.position,
+                "head": head,
+                "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            },
+        )
+        pipe.pexpire(self.keys.projector, BEAT_EXPIRES_MS)
+        pipe.execute()
 
     def verify(self) -> None:
         """Check that Redis still holds what this projector wrote; adopt a repair marker.
@@ -459,6 +487,8 @@ class Projector:
                 self._use_generation(generation)
         if self.repair_target is not None:
             self._clear_if_repaired()
+        if self._follow:
+            self.beat()  # throttled: at most once a second during a long catch-up
 
     # Generations
 

@@ -6,6 +6,8 @@ Key layout (PREFIX defaults to "customers"; generations make rebuilds blue/green
     {PREFIX}:g{N}:tracking         hash: application name -> last applied position
     {PREFIX}:dead-letters          list of JSON poison-event reports
     {PREFIX}:skips                 hash: position -> JSON of an operator's decision to skip
+    {PREFIX}:projector             hash: pid, host, position, head, at; a running projector
+                                   renews it every second and it expires after 10 s
     {PREFIX}:repair                hash: reason, target, detected_at, while Redis is being
                                    repaired after losing data (reads answer 503 meanwhile)
     PREFIX:g{N}:c:{customer_id}    hash, one per customer (see below)
@@ -93,6 +95,10 @@ class Keys:
     @property
     def skips(self) -> str:
         return f"{self._meta}:skips"
+
+    @property
+    def projector(self) -> str:
+        return f"{self._meta}:projector"
 
     @property
     def repair(self) -> str:

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from projections.read_model import Keys
 from projections.repair import REPAIR_ANNOUNCEMENT, RepairMarker, parse_marker
+from projections.status import status_from
 from read_side.redis_link import RedisLink, RedisReplyError, StoreUnavailableError
 
 log = logging.getLogger("customers.read")
@@ -62,6 +63,9 @@ class ProjectionState:
         # The highest position seen applied: Redis holding less later means it lost data.
         self.high_water = 0
         self.repair: RepairMarker | None = None
+        # The running projector's heartbeat (None: none seen lately) and dead letters.
+        self.projector: dict[str, str] | None = None
+        self.dead_letters = 0
         self._advanced = asyncio.Event()
         # The link connection the cached state was read over: another one must re-read it.
         self.verified_connection = -1
@@ -137,11 +141,16 @@ class ProjectionState:
         started = time.monotonic()
         generation = _generation(await self._link.execute("GET", self._keys.generation))
         connection = self._link.connections
-        tracking, grants, repair = await asyncio.gather(
+        tracking, grants, repair, projector, letters, skipped = await asyncio.gather(
             self._link.execute("HGET", self._keys.tracking(generation), self._upstream),
             self._link.execute("HGETALL", self._keys.api_keys(generation)),
             self._link.execute("HGETALL", self._keys.repair),
+            self._link.execute("HGETALL", self._keys.projector),
+            self._link.execute("LRANGE", self._keys.dead_letters, 0, -1),
+            self._link.execute("HKEYS", self._keys.skips),
         )
+        self.projector = _as_text_dict(projector) or None
+        self.dead_letters = status_from(0, 0, 0, letters, skipped)["dead_letters"]
         self.grants = _parse_grants(grants)
         self.grants_position = _as_int(tracking)
         self.repair = parse_marker(repair)
@@ -259,6 +268,10 @@ class ProjectionState:
 def _generation(value: bytes | None) -> int:
     # The projector creates generation 1 on first use; until then there is nothing else.
     return int(value) if value is not None else FIRST_GENERATION
+
+
+def _as_text_dict(flat: list[bytes]) -> dict[str, str]:
+    return {flat[index].decode(): flat[index + 1].decode() for index in range(0, len(flat) - 1, 2)}
 
 
 def _as_int(value: bytes | None) -> int:

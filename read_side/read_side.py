@@ -41,11 +41,31 @@ class ReadSide:
         )  # fmt: skip
         self.metrics.gauge(
             "projection_lag_events",
-            "Event store head minus applied position, as of the last readiness check",
-            lambda: (
-                None if self.last_head is None else max(self.last_head - self.state.position, 0)
-            ),
+            "Event store head minus applied position (the head as the projector last saw it)",
+            self.lag,
         )
+        self.metrics.gauge(
+            "projector_up",
+            "1 while a projector renews its heartbeat (every second), else 0",
+            lambda: 0 if self.state.projector is None else 1,
+        )
+        self.metrics.gauge(
+            "projection_dead_letters",
+            "Poison events the projection stopped at that no operator has skipped yet",
+            lambda: self.state.dead_letters,
+        )
+        self.metrics.gauge(
+            "read_model_repairing",
+            "1 while Redis is being repaired after losing data (reads answer 503), else 0",
+            lambda: 0 if self.state.trouble is None else 1,
+        )
+
+    def lag(self) -> int | None:
+        """Events the read model is behind the store, by the freshest head known here."""
+        heads = [self.last_head] if self.last_head is not None else []
+        if self.state.projector is not None and self.state.projector.get("head", "").isdigit():
+            heads.append(int(self.state.projector["head"]))
+        return max(max(heads) - self.state.position, 0) if heads else None
 
     async def start(self) -> None:
         await self.state.start()

@@ -29,6 +29,7 @@ class Readiness(BaseModel):
     redis: str
     read_model: str
     event_store: str
+    projector: str
     generation: int
     projection_position: int
     event_store_position: int | None
@@ -57,6 +58,9 @@ async def readyz(request: Request) -> Response:
     read_side: ReadSide = request.app.state.read_side
     store_head: StoreHead | None = getattr(request.app.state, "store_head", None)
     store_required: bool = getattr(request.app.state, "store_required", True)
+    projector_running: Callable[[], bool] | None = getattr(
+        request.app.state, "projector_running", None
+    )
     body: dict[str, Any] = {"status": "ready", "redis": "ok", "event_store": "ok"}
     try:
         await read_side.state.refresh()
@@ -79,6 +83,12 @@ async def readyz(request: Request) -> Response:
     position = read_side.state.position
     trouble = read_side.state.trouble
     body["read_model"] = "ok" if trouble is None else trouble
+    beat = read_side.state.projector
+    seen = "not seen in the last 10 s" if beat is None else f"seen at {beat.get('at', '?')}"
+    if projector_running is None:  # another process projects: reported, not required
+        body["projector"] = seen
+    else:
+        body["projector"] = "running" if projector_running() else "stopped"
     body.update(
         generation=read_side.state.generation,
         projection_position=position,
@@ -89,7 +99,8 @@ async def readyz(request: Request) -> Response:
     # A process that only reads serves from Redis alone: a PostgreSQL outage is reported,
     # but must not pull it out of a load balancer while it answers reads.
     store_ok = body["event_store"] != "unreachable" or not store_required
-    ready = body["redis"] == "ok" and trouble is None and store_ok
+    projecting = projector_running is None or body["projector"] == "running"
+    ready = body["redis"] == "ok" and trouble is None and store_ok and projecting
     body["status"] = "ready" if ready else "not ready"
     read_side.last_head = head
     return Response(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import signal
 import threading
@@ -64,8 +65,15 @@ def project(
     page_size: Annotated[
         int, typer.Option(min=1, max=100_000, help="Events read and applied per page")
     ] = DEFAULT_PAGE_SIZE,
+    then_project: Annotated[
+        bool, typer.Option("--then-project", help="With --skip: go on projecting afterwards")
+    ] = False,
 ) -> None:
-    """Project the event store into the Redis read model: catch up, then follow live."""
+    """Project the event store into the Redis read model: catch up, then follow live.
+
+    With --skip N: record the decision to step over dead letter N and exit (a running
+    projector takes it up within a second), unless --then-project.
+    """
     container = _container()
     try:
         if skip is not None:
@@ -74,6 +82,8 @@ def project(
             except ValueError as error:
                 raise _fail(str(error)) from None
             err.print(f"skipping the event at position {skip} (recorded)", highlight=False)
+            if not then_project:
+                return
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
@@ -87,6 +97,46 @@ def project(
         projector.run(stop)
     finally:
         container.close()
+
+
+def dead_letters_command(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """List the events the projection stopped at: position, topic, reason, when, skipped."""
+    container = _container()
+    try:
+        letters = [
+            json.loads(entry)
+            for entry in container.redis.lrange(container.redis_keys.dead_letters, 0, -1)
+        ]
+        skips = {
+            int(position): json.loads(decision)
+            for position, decision in container.redis.hgetall(container.redis_keys.skips).items()
+        }
+    finally:
+        container.close()
+    for letter in letters:
+        decision = skips.get(letter.get("position"))
+        letter["skipped_by"] = None if decision is None else decision.get("skipped_by")
+        letter["skipped_at"] = None if decision is None else decision.get("skipped_at")
+    if as_json:
+        for letter in letters:
+            typer.echo(json.dumps(letter))
+        return
+    if not letters:
+        typer.echo("no dead letters: every event was projected")
+        return
+    table = Table("position", "topic", "reason", "when", "skipped")
+    for letter in letters:
+        skipped = letter["skipped_by"] and f"by {letter['skipped_by']} at {letter['skipped_at']}"
+        table.add_row(
+            str(letter.get("position")),
+            str(letter.get("topic")),
+            str(letter.get("reason")),
+            str(letter.get("at")),
+            skipped or "no: run `customers project --skip POSITION`",
+        )
+    Console().print(table)
 
 
 def rebuild_command() -> None:
@@ -236,3 +286,4 @@ def register(app: typer.Typer) -> None:
     app.command("project")(project)
     app.command("rebuild")(rebuild_command)
     app.command("audit")(audit_command)
+    app.command("dead-letters")(dead_letters_command)

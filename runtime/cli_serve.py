@@ -165,6 +165,7 @@ def serve() -> None:
         )
         projector_thread.start()
         app = create_app(container, redis_url, wake_projector=projector.notify)
+        app.state.projector_running = projector_thread.is_alive  # for /readyz
         app.state.read_side.metrics.gauge(
             "projector_events_applied_total",
             "Events this process's projector has applied since it started",

@@ -1,0 +1,115 @@
+"""What an operator runs and watches: dead letters, skips, heartbeat, lag and readiness."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from eventsourcing.persistence import StoredEvent
+from typer.testing import CliRunner
+
+from projections.events import UnprojectableEventError
+from projections.projector import Projector
+from projections.read_model import Keys
+from runtime.cli import app
+from runtime.container import Container
+from runtime.http import create_app
+from runtime.settings import Settings
+from tests.integration.test_projection_support import customer_service
+from tests.support.live_app import serving
+
+
+@pytest.fixture
+def env(tmp_path: Path, redis_url: str, redis_prefix: str) -> dict[str, str]:
+    return {
+        "EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.sqlite'}",
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": redis_prefix,
+        "DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+def stop_at_a_poison_event(env: dict[str, str]) -> int:
+    """A store whose second event nobody here understands; projected up to it."""
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    with customer_service(env["EVENT_STORE_URL"]) as service:
+        service.register_customer(None, {"first_name": "Before"})
+        service.recorder.insert_events(
+            [StoredEvent(uuid.uuid4(), 1, "customers.Martian.Landed", b"{}")]
+        )
+        poison = service.recorder.max_notification_id()
+        assert poison is not None
+        service.register_customer(None, {"first_name": "After"})
+        with pytest.raises(UnprojectableEventError):
+            Projector(service.recorder, client, Keys(env["REDIS_PREFIX"])).catch_up()
+    return poison
+
+
+def test_dead_letters_lists_each_with_its_reason_then_who_skipped_it(
+    env: dict[str, str],
+) -> None:
+    runner = CliRunner()
+    assert "no dead letters" in runner.invoke(app, ["dead-letters"], env=env).output
+
+    poison = stop_at_a_poison_event(env)
+    listed = runner.invoke(app, ["dead-letters", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    [letter] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (letter["position"], letter["topic"]) == (poison, "customers.Martian.Landed")
+    assert letter["reason"] == "unknown topic"
+    assert letter["at"]
+    assert letter["skipped_by"] is None
+
+    # --skip records the decision and exits: it does not start projecting.
+    skipped = runner.invoke(app, ["project", "--skip", str(poison)], env=env)
+    assert skipped.exit_code == 0, skipped.output
+    assert "recorded" in skipped.output
+    assert "projecting from position" not in skipped.output
+    [letter] = [
+        json.loads(line)
+        for line in runner.invoke(app, ["dead-letters", "--json"], env=env).stdout.splitlines()
+    ]
+    assert letter["skipped_by"]
+    assert letter["skipped_at"]
+
+
+def test_a_serving_process_reports_its_projector_lag_and_dead_letters(
+    env: dict[str, str],
+) -> None:
+    poison = stop_at_a_poison_event(env)
+    settings = Settings(
+        EVENT_STORE_URL=env["EVENT_STORE_URL"],
+        REDIS_PREFIX=env["REDIS_PREFIX"],
+        DATA_DIR=Path(env["DATA_DIR"]),
+    )
+    container = Container(settings)
+    keys = container.redis_keys
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    projector = Projector(container.write_service.recorder, client, keys)
+    projector.beat(every=0)  # a projector renews this every second while it runs
+    running = [True]
+    try:
+        app_ = create_app(container, env["REDIS_URL"])
+        app_.state.projector_running = lambda: running[0]
+        with serving(app_) as base_url:
+            metrics = httpx.get(f"{base_url}/metrics").text
+            assert "projector_up 1" in metrics
+            assert "projection_dead_letters 1" in metrics
+            # Stopped just before the poison event: the one after it is not applied.
+            assert f"projection_lag_events {2}" in metrics
+            ready = httpx.get(f"{base_url}/readyz").json()
+            assert ready["projector"] == "running"
+            assert ready["dead_letters"] == 1
+
+            # The projector thread of this process stops: not ready, and it says so.
+            running[0] = False
+            stopped = httpx.get(f"{base_url}/readyz")
+            assert stopped.status_code == 503
+            assert stopped.json()["projector"] == "stopped"
+    finally:
+        container.close()
+    assert poison == 2
