@@ -308,6 +308,8 @@ class Projector:
         else:
             if self.repair_target is None:  # set before this process started, or by another
                 self.repair_target, self._repair_started = marker.target, time.monotonic()
+            if marker.rebuild is not None and self._follow and self.generation <= marker.rebuild:
+                self._rebuild_pending = True  # one found earlier, here or elsewhere
             self._clear_if_repaired()
         self._verified_at = time.monotonic()
 
@@ -318,9 +320,16 @@ class Projector:
         pipe.get(self.keys.generation)
         pipe.hget(self.keys.tracking(self.generation), self.application_name)
         generation_raw, tracking_raw = pipe.execute()
-        if self._follow and generation_raw is not None and int(generation_raw) != self.generation:
+        if self._follow and generation_raw is not None and int(generation_raw) > self.generation:
             return  # a rebuild switched generations; the page's record follows it
         found = int(tracking_raw or 0)
+        if self._follow and generation_raw is not None and int(generation_raw) < self.generation:
+            reason = (
+                f"Redis serves generation {int(generation_raw)}, older than the "
+                f"{self.generation} written (restored from a copy taken before a rebuild)"
+            )
+            # Readers have served the newer generation: only a newer one still can be.
+            raise ReadModelLostError(found, self.position, reason, written_since=True)
         if self._follow and generation_raw is None:
             reason = "Redis holds no read model (restarted empty, or flushed)"
         elif found < self.position:
@@ -334,15 +343,17 @@ class Projector:
 
     def _start_repair(self, lost: ReadModelLostError) -> None:
         target = max(lost.recorded, self.repair_target or 0)
-        mark(self.client, self.keys, lost.reason, target)
+        rebuild = self.generation if lost.written_since and self._follow else None
+        mark(self.client, self.keys, lost.reason, target, rebuild)
         if self.repair_target is None:
             self._repair_started = time.monotonic()
         self.repair_target = target
         if lost.written_since:
             logger.error(
-                "read model lost data: %s; a page was written onto what was left, so it is "
-                "rebuilt from the event store in a new generation; reads answer 503 until "
-                "position %d is applied again",
+                "read model lost data: %s; what is left cannot be replayed onto (a page "
+                "landed on it, or readers served a newer generation), so it is rebuilt from "
+                "the event store in a new generation; reads answer 503 until position %d "
+                "is applied again",
                 lost.reason,
                 target,
             )
@@ -363,6 +374,15 @@ class Projector:
     def _rebuild_for_repair(self) -> None:
         from projections.rebuild import rebuild  # rebuild drives a Projector itself
 
+        marker = read_marker(self.client, self.keys)
+        current = int(self.client.get(self.keys.generation) or 0)
+        if marker is None or marker.rebuild is None or marker.rebuild < current:
+            self._rebuild_pending = False  # another projector rebuilt it meanwhile
+            return
+        if current < marker.rebuild:
+            # Flushed, or an older copy: the rebuild must land above every generation
+            # readers have served, so it starts from the damaged one's number.
+            self.client.set(self.keys.generation, str(marker.rebuild))
         result = rebuild(
             self.recorder, self.client, self.keys, application_name=self.application_name
         )
@@ -492,16 +512,19 @@ class Projector:
 
     # Generations
 
-    def _follow_generation(self) -> None:
+    def _follow_generation(self) -> int:
         if self.position and self.client.get(self.keys.generation) is None:
             self._check_unchanged()  # gone since we wrote: a loss, not a first start
         generation = current_generation(self.client, self.keys)
-        if generation != self.generation:
+        if generation > self.generation:
             self._use_generation(generation)
+        elif generation < self.generation:
+            self._check_unchanged()  # went back: a restored copy, repaired from there
+        return self.generation
 
     def _generation_switched(self) -> bool:
         value = self.client.get(self.keys.generation)
-        return value is not None and int(value) != self.generation
+        return value is not None and int(value) > self.generation
 
     def _use_generation(self, generation: int) -> None:
         if self.generation:

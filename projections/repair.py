@@ -32,12 +32,19 @@ REPAIR_ANNOUNCEMENT = "repair"
 class ReadModelLostError(Exception):
     """Redis holds less than the projector wrote to it."""
 
-    def __init__(self, found: int, recorded: int, reason: str, *, written_since: bool) -> None:
+    def __init__(
+        self,
+        found: int,
+        recorded: int,
+        reason: str,
+        *,
+        written_since: bool,
+    ) -> None:
         super().__init__(reason)
         self.found = found  # the position Redis still holds (0: nothing)
         self.recorded = recorded  # the position the projector had recorded
         self.reason = reason
-        self.written_since = written_since  # a page landed on the changed Redis
+        self.written_since = written_since  # a page landed on what was left: rebuild
 
 
 @dataclass(frozen=True)
@@ -45,18 +52,23 @@ class RepairMarker:
     reason: str
     target: int
     detected_at: str
+    rebuild: int | None = None  # the generation to replace by a rebuild, if one is needed
 
 
-def mark(client: redis.Redis, keys: Keys, reason: str, target: int) -> None:
-    """Set (or widen) the repair marker: reads answer 503 until `target` is applied again."""
+def mark(
+    client: redis.Redis, keys: Keys, reason: str, target: int, rebuild: int | None = None
+) -> None:
+    """Set (or widen) the repair marker: reads answer 503 until `target` is applied again
+    and, with `rebuild`, until a generation newer than that one is served."""
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
-    mark_repair(client, [keys.repair], [reason, str(target), now])
+    generation = "" if rebuild is None else str(rebuild)
+    mark_repair(client, [keys.repair], [reason, str(target), now, generation])
     client.publish(keys.positions_channel, REPAIR_ANNOUNCEMENT)
 
 
 def clear_if_repaired(client: redis.Redis, keys: Keys, position: int) -> bool:
     """Remove the marker if `position` reached its target; True if it was removed."""
-    return bool(clear_repair(client, [keys.repair], [str(position)]))
+    return bool(clear_repair(client, [keys.repair, keys.generation], [str(position)]))
 
 
 def read_marker(client: redis.Redis, keys: Keys) -> RepairMarker | None:
@@ -74,7 +86,13 @@ def parse_marker(raw: Any) -> RepairMarker | None:
         target = int(fields.get("target", ""))
     except ValueError:
         target = 0
-    return RepairMarker(fields.get("reason", "unknown"), target, fields.get("detected_at", ""))
+    rebuild = fields.get("rebuild", "")
+    return RepairMarker(
+        fields.get("reason", "unknown"),
+        target,
+        fields.get("detected_at", ""),
+        int(rebuild) if rebuild.isdigit() else None,
+    )
 
 
 def _text(value: bytes | str) -> str:

@@ -155,25 +155,33 @@ redis.call('PUBLISH', ARGV[4], ARGV[2] .. ':' .. new)
 return tonumber(new)
 """
 
-# KEYS[1] the repair marker (a hash). ARGV: reason, position to reach again, detection time.
-# A marker already standing keeps its reason and time; its target only grows.
+# KEYS[1] the repair marker (a hash). ARGV: reason, position to reach again, detection time,
+# and the generation that must be rebuilt ("" if a replay repairs it). A marker already
+# standing keeps its reason and time; its target and generation to rebuild only grow.
 MARK_REPAIR = """
 local target = tonumber(redis.call('HGET', KEYS[1], 'target') or '-1')
 if target < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], 'target', ARGV[2]) end
+if ARGV[4] ~= '' then
+  local rebuild = tonumber(redis.call('HGET', KEYS[1], 'rebuild') or '-1')
+  if rebuild < tonumber(ARGV[4]) then redis.call('HSET', KEYS[1], 'rebuild', ARGV[4]) end
+end
 redis.call('HSETNX', KEYS[1], 'reason', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'detected_at', ARGV[3])
 return 1
 """
 
-# KEYS[1] the repair marker. ARGV[1] the position the read model is back at. Removes the
-# marker only once that reaches its target; returns 1 if removed.
+# KEYS[1] the repair marker, KEYS[2] the generation key (one hash tag). ARGV[1] the position
+# the read model is back at. Removes the marker once that reaches its target, and, if a
+# generation had to be rebuilt, once a newer one is served; returns 1 if removed.
 CLEAR_REPAIR = """
 local target = redis.call('HGET', KEYS[1], 'target')
-if target and tonumber(target) <= tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1])
-  return 1
+if not target or tonumber(target) > tonumber(ARGV[1]) then return 0 end
+local rebuild = redis.call('HGET', KEYS[1], 'rebuild')
+if rebuild and tonumber(redis.call('GET', KEYS[2]) or '0') <= tonumber(rebuild) then
+  return 0
 end
-return 0
+redis.call('DEL', KEYS[1])
+return 1
 """
 
 

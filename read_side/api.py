@@ -137,10 +137,15 @@ class CustomerReader:
                 "HMGET", self._keys.customer(generation, customer_id),
                 DOC_FIELD, SPENT_FIELD, ORDERS_FIELD,
             )  # fmt: skip
-            if self._link.connections != connection:
-                # Answered over a new connection, perhaps by a Redis that restarted.
+            if (
+                self._link.connections != connection
+                or state.verified_connection != connection
+                or state.trouble is not None
+            ):
+                # Answered over a new connection (perhaps by a Redis that restarted), or a
+                # loss was found meanwhile: not known to be the read model's truth.
                 return _error(503, UNAVAILABLE, _RETRY_AFTER)
-            if doc is None and await state.position_went_back():
+            if doc is None and await state.position_went_back(generation, position):
                 return _error(503, UNAVAILABLE, _RETRY_AFTER)  # lost, not absent
         except (StoreUnavailableError, RedisReplyError):
             return _error(503, UNAVAILABLE, _RETRY_AFTER)

@@ -60,8 +60,12 @@ class ProjectionState:
         # The applied position the cached keys are known to include (read before them).
         self.grants_position = 0
         self.refreshed_at = float("-inf")
-        # The highest position seen applied: Redis holding less later means it lost data.
+        # The highest position and generation seen: Redis holding less later means it lost
+        # data. After such a loss the cached keys are trusted again only once they were
+        # read at `keys_floor` or later (announcements alone may lift the position first).
         self.high_water = 0
+        self.high_generation = FIRST_GENERATION
+        self.keys_floor = 0
         self.repair: RepairMarker | None = None
         # The running projector's heartbeat (None: none seen lately) and dead letters.
         self.projector: dict[str, str] | None = None
@@ -92,14 +96,12 @@ class ProjectionState:
         with contextlib.suppress(StoreUnavailableError, RedisReplyError):
             await self.refresh()
 
-    async def position_went_back(self) -> bool:
-        """Ask Redis whether it holds less than the cached position (it lost data)."""
-        generation = self.generation
+    async def position_went_back(self, generation: int, position: int) -> bool:
+        """Whether Redis now holds less than `position` of `generation` (read before)."""
         raw = await self._link.execute("HGET", self._keys.tracking(generation), self._upstream)
-        if generation != self.generation or _as_int(raw) >= self.position:
+        if _as_int(raw) >= position:
             return False
-        self.position = _as_int(raw)
-        self.recheck_soon()
+        self.recheck_soon()  # the refresh records the loss for every later request
         return True
 
     async def start(self) -> None:
@@ -129,16 +131,22 @@ class ProjectionState:
         """Why the read model must not be served now (it lost data), or None."""
         if self.repair is not None:
             return f"repairing: {self.repair.reason}"
-        if self.position < self.high_water:
+        if self.position < self.high_water or self.generation < self.high_generation:
             return (
-                f"Redis holds position {self.position}, below the {self.high_water} "
-                "served before; waiting for the projector to repair it"
+                f"Redis holds position {self.position} of generation {self.generation}, "
+                f"below the {self.high_water} of generation {self.high_generation} served "
+                "before; waiting for the projector to repair it"
             )
+        if self.grants_position < self.keys_floor:
+            return "the API keys have not been read again since Redis lost data"
         return None
 
     async def refresh(self) -> None:
         """Read generation, position and keys from Redis (StoreUnavailableError if down)."""
         started = time.monotonic()
+        # Redis only ever holds more than what was seen before these reads were sent; less
+        # than this snapshot means it lost data (an announcement during them is no loss).
+        seen_generation, seen_position = self.generation, self.position
         generation = _generation(await self._link.execute("GET", self._keys.generation))
         connection = self._link.connections
         tracking, grants, repair, projector, letters, skipped = await asyncio.gather(
@@ -154,10 +162,13 @@ class ProjectionState:
         self.grants = _parse_grants(grants)
         self.grants_position = _as_int(tracking)
         self.repair = parse_marker(repair)
-        if self.grants_position < self.position and generation == self.generation:
+        if generation == seen_generation and self.grants_position < seen_position:
             # Redis went back (the projector says why and repairs): follow it down, so
             # nothing waiting for a later position is told it was reached.
             self.position = self.grants_position
+            self.keys_floor = max(self.keys_floor, self.high_water)
+        elif generation < seen_generation:
+            self.keys_floor = max(self.keys_floor, self.high_water)
         self._advance(generation, self.grants_position)
         self.refreshed_at = started
         self.verified_connection = connection
@@ -223,6 +234,7 @@ class ProjectionState:
                 self.position = position
         if changed:
             self.high_water = max(self.high_water, self.position)
+            self.high_generation = max(self.high_generation, self.generation)
             self._advanced.set()
 
     async def _refresh_forever(self) -> None:

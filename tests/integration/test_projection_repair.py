@@ -13,7 +13,8 @@ from rich.console import Console
 
 from projections.projector import Projector, current_generation
 from projections.read_model import Keys
-from projections.repair import ReadModelLostError, read_marker
+from projections.rebuild import rebuild
+from projections.repair import ReadModelLostError, clear_if_repaired, mark, read_marker
 from runtime.cli_demo import append_sample
 from tests.integration.test_projection_support import (
     all_projected,
@@ -143,3 +144,49 @@ def test_an_idle_projector_finds_a_flush_and_refills_redis(
             wait_until(lambda: all_projected(client, keys) == folded(service), "refilled", 15)
             wait_until(lambda: read_marker(client, keys) is None, "repair marker cleared", 15)
         assert current_generation(client, keys) == 1
+
+
+def test_a_rebuild_asked_for_by_a_projector_that_died_is_done_by_the_next(
+    event_store_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(redis_prefix)
+    with customer_service(event_store_url) as service:
+        append_sample(service, 8, seed=59, progress_console=QUIET)
+        Projector(service.recorder, client, keys).catch_up()
+        head = service.recorder.max_notification_id() or 0
+        # A projector found a page written onto a flushed Redis, marked it, and died.
+        mark(client, keys, "a page landed on what was left", head, rebuild=1)
+        # The customers of that page are suspect: a replay in place would keep them so.
+        assert not clear_if_repaired(client, keys, head)
+
+        projector = Projector(service.recorder, client, keys)
+        with running(projector):
+            wait_until(lambda: read_marker(client, keys) is None, "repair marker cleared", 30)
+        assert current_generation(client, keys) == 2
+        assert all_projected(client, keys) == folded(service)
+
+
+def test_a_copy_older_than_a_rebuild_is_rebuilt_above_the_generation_served(
+    event_store_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(redis_prefix)
+    with customer_service(event_store_url) as service:
+        append_sample(service, 8, seed=61, progress_console=QUIET)
+        projector = Projector(service.recorder, client, keys)
+        projector.catch_up()
+        older = snapshot(client, keys)  # generation 1
+        rebuild(service.recorder, client, keys, drop_grace=0)
+        append_sample(service, 4, seed=67, progress_console=QUIET)
+        projector.catch_up()
+        assert projector.generation == 2
+
+        # Redis comes back as it was before the rebuild: generation 1 again.
+        restore(client, keys, older)
+        with pytest.raises(ReadModelLostError, match="older than the 2 written"):
+            projector.verify()
+        with running(projector):
+            wait_until(lambda: current_generation(client, keys) == 3, "rebuilt as 3", 30)
+            wait_until(lambda: read_marker(client, keys) is None, "repair marker cleared", 30)
+        assert all_projected(client, keys) == folded(service)
