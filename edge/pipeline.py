@@ -28,6 +28,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 ROUTE_KEY = "edge.route"  # where a fast path names the route template it answered
+# A fast path with a finished answer hands it to scope[RESPOND_KEY](status, headers, body)
+# instead of sending ASGI messages; the server may write it at once (RAW_CYCLE_KEY).
+RESPOND_KEY = "edge.respond"
+RAW_CYCLE_KEY = "edge.raw_cycle"
 UNMATCHED = "unmatched"
 
 BAD_LENGTH = "Content-Length must be a non-negative integer."
@@ -38,6 +42,9 @@ COMMON_HEADERS: Headers = [(b"x-content-type-options", b"nosniff")]
 _JSON = (b"content-type", b"application/json")
 _CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 _ID_PREFIX = os.urandom(4).hex()
+
+
+RawResponder = Callable[[object, int, Headers, bytes], bool]
 
 
 class Observer(Protocol):
@@ -78,10 +85,12 @@ class EdgePipeline:
         app: ASGIApp,
         limits: EdgeLimits,
         observer: Observer | None = None,
+        raw_responder: RawResponder | None = None,
     ) -> None:
         self._app = app
         self._limits = limits
         self._observer = observer
+        self._raw = raw_responder
         self._ids = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,6 +112,9 @@ class EdgePipeline:
             request_id = f"{_ID_PREFIX}-{next(self._ids)}"
         scope[REQUEST_ID_KEY] = request_id
         reply = _Reply(send, scope["method"] == "HEAD", request_id)
+        if self._raw is not None and RAW_CYCLE_KEY in scope:
+            reply.raw_cycle, reply.raw = scope[RAW_CYCLE_KEY], self._raw
+        scope[RESPOND_KEY] = reply.respond
         observer = self._observer
         if observer is not None:
             observer.in_flight += 1
@@ -162,7 +174,7 @@ def _route_of(scope: Scope) -> str:
 class _Reply:
     """The send channel of one request: common headers added, HEAD bodies dropped."""
 
-    __slots__ = ("_common", "_head", "_send", "started", "status")
+    __slots__ = ("_common", "_head", "_send", "raw", "raw_cycle", "started", "status")
 
     def __init__(self, send: Send, head: bool, request_id: str) -> None:
         self._send = send
@@ -170,6 +182,8 @@ class _Reply:
         self._common = (*COMMON_HEADERS, (b"x-request-id", request_id.encode()))
         self.started = False
         self.status = 500
+        self.raw: RawResponder | None = None
+        self.raw_cycle: object = None
 
     def send(self, message: Message) -> Awaitable[None]:
         # A plain function returning the server's own awaitable: no coroutine of its own
@@ -182,6 +196,18 @@ class _Reply:
         elif kind == "http.response.body" and self._head and message.get("body"):
             message = {**message, "body": b""}
         return self._send(message)
+
+    async def respond(self, status: int, headers: Headers, body: bytes) -> None:
+        """A whole answer at once (headers include Content-Length): written directly when
+        the server allows, else as the two ASGI messages."""
+        raw = self.raw
+        if raw is not None and not self.started:
+            common = [*headers, *self._common]
+            if raw(self.raw_cycle, status, common, body):
+                self.started, self.status = True, status
+                return
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
 
     async def error(self, status: int, detail: str, extra: Headers | None = None) -> None:
         body = error_body(detail)

@@ -20,6 +20,7 @@ from read_side.read_side import ReadSide
 from read_side.service import Health, healthz
 from read_side.service import router as service_router
 from runtime.container import Container
+from runtime.http_protocol import respond_at_once
 from runtime.method_gate import install_method_gate, key_directory_role, read_grants_role
 from write_side.api import router as write_router
 from write_side.fast_orders import FastOrderPlacement
@@ -46,7 +47,7 @@ def create_write_app(container: Container) -> ServiceApp:
     install_method_gate(app, key_directory_role(container.write_keys), write_router)
     app.include_router(write_router)
     app.fast_path = FastOrderPlacement(app.framework, container.order_desk)
-    app.edge = EdgePipeline(app.dispatch, _limits(container))
+    app.edge = EdgePipeline(app.dispatch, _limits(container), None, respond_at_once)
     app.add_api_route(
         "/healthz", healthz, response_model=Health, tags=["operations"], summary="Alive"
     )
@@ -170,7 +171,7 @@ def create_read_app(container: Container, redis_url: str | None = None) -> Servi
     install_method_gate(app, read_grants_role(read_side), read_router, service_router)
     app.fast_path = _mount_read_side(app, read_side, _store_head(container))
     app.state.store_required = False  # reads need Redis only; /readyz reports the store
-    app.edge = EdgePipeline(app.dispatch, _limits(container), _observer(read_side))
+    app.edge = EdgePipeline(app.dispatch, _limits(container), _observer(read_side), respond_at_once)
     document_api(app)
     return app
 
@@ -226,7 +227,7 @@ def create_app(
     app.include_router(write_router)
     customer_reads = _mount_read_side(app, read_side, _store_head(container))
     app.fast_path = FastOrderPlacement(customer_reads, container.order_desk)
-    app.edge = EdgePipeline(app.dispatch, _limits(container), _observer(read_side))
+    app.edge = EdgePipeline(app.dispatch, _limits(container), _observer(read_side), respond_at_once)
     if wake_projector is not None:
         # Orders placed by the desk wake it per batch; the framework's writes per request.
         container.order_desk.on_placed(wake_projector)

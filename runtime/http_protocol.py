@@ -26,11 +26,15 @@ from http import HTTPStatus
 from typing import Any, ClassVar, cast
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from edge.errors import error_body
-from edge.pipeline import COMMON_HEADERS
+from edge.pipeline import COMMON_HEADERS, RAW_CYCLE_KEY
 
 log = logging.getLogger("customers.http")
 
@@ -204,6 +208,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_deadline = None
         super().on_headers_complete()
+        if self.cycle is not None:  # lets a finished answer skip the ASGI send messages
+            self.cycle.scope[RAW_CYCLE_KEY] = self.cycle  # type: ignore[literal-required]
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -289,6 +295,45 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def _close(self) -> None:
         if not self.transport.is_closing():
             self.transport.close()
+
+
+def respond_at_once(
+    cycle: object, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> bool:
+    """Write a whole response (status, headers, body) for `cycle` in one go.
+
+    What uvicorn's `send` does for a `http.response.start` and a final
+    `http.response.body`, without two coroutines and its per-header checks: the headers
+    come from this service's own code (names and values it built, a request id it
+    validated) and carry their Content-Length. Returns False, having written nothing,
+    whenever uvicorn's own path must handle it (flow control, an access log, a response
+    begun already); the caller then sends the ASGI messages.
+    """
+    if not isinstance(cycle, RequestResponseCycle):
+        return False
+    if cycle.response_started or cycle.disconnected or cycle.flow.write_paused:
+        return False
+    if cycle.access_log:
+        return False
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    parts = [STATUS_LINE[status]]
+    for name, value in cycle.default_headers:
+        parts += (name, b": ", value, b"\r\n")
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    if not cycle.keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    if cycle.scope["method"] != "HEAD":
+        parts.append(body)
+    cycle.transport.write(b"".join(parts))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True
 
 
 def protocol_class(limits: HeaderLimits) -> type[CoalescingHttpToolsProtocol]:
