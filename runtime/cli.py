@@ -4,27 +4,48 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
 from runtime.cli_demo import demo
 from runtime.cli_projection import register as register_projection_commands
 from runtime.cli_serve import register as register_serve_commands
-from runtime.container import Container
-from runtime.event_store import one_line, why_unreachable
-from runtime.settings import Settings, library_variables_set
-from write_side.application import ApiKeyNameTakenError, ApiKeyNotFoundError
-from write_side.domain.api_key import ApiKeyRevokedError
+
+# Settings, stores and the framework are imported where a command needs them: --help and
+# the key commands then start in a fraction of a second.
+if TYPE_CHECKING:
+    from runtime.container import Container
+    from runtime.settings import Settings
 
 HELP = (
     "Customers and orders, event-sourced: serve the APIs, project the read model, "
     "rebuild and audit it, and manage API keys."
 )
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"customers {version('customers-read-model')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 tokens = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 app.add_typer(tokens, name="tokens")
 app.command("demo")(demo)
@@ -40,6 +61,10 @@ def fail(message: str) -> typer.Exit:
 
 def load_settings() -> Settings:
     """Settings from the environment; a bad value is one line naming the variable."""
+    from pydantic import ValidationError
+
+    from runtime.settings import Settings, library_variables_set
+
     ignored = library_variables_set(dict(os.environ))
     if ignored:
         raise fail(
@@ -58,6 +83,9 @@ def load_settings() -> Settings:
 
 
 def open_container() -> Container:
+    from runtime.container import Container
+    from runtime.event_store import one_line, why_unreachable
+
     settings = load_settings()
     try:
         return Container(settings)
@@ -83,6 +111,8 @@ def tokens_create(
         raise fail("--role must be admin, staff or producer")
     if not name.strip() or len(name) > 150:
         raise fail("--name must be 1 to 150 characters")
+    from write_side.application import ApiKeyNameTakenError
+
     container = open_container()
     try:
         issued = container.write_service.issue_api_key(name.strip(), role)
@@ -96,6 +126,8 @@ def tokens_create(
 @tokens.command("list")
 def tokens_list() -> None:
     """List keys by name, role and state; never the keys themselves."""
+    from rich.table import Table
+
     container = open_container()
     try:
         entries, _ = container.write_service.api_key_entries()
@@ -111,6 +143,9 @@ def tokens_list() -> None:
 @tokens.command("revoke")
 def tokens_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> None:
     """Revoke a key; every process stops accepting it within a second."""
+    from write_side.application import ApiKeyNotFoundError
+    from write_side.domain.api_key import ApiKeyRevokedError
+
     container = open_container()
     try:
         container.write_service.revoke_api_key(name)

@@ -9,11 +9,10 @@ import signal
 import threading
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -24,12 +23,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from projections.audit import audit as run_audit
-from projections.audit import history, skipped_positions
-from projections.events import UnprojectableEventError
-from projections.projector import DEFAULT_PAGE_SIZE, ProjectionStoreError, record_skip
-from projections.rebuild import RebuildError, rebuild
-from runtime.container import Container
+# The projection and the stores are imported by the commands that use them: --help and
+# the other commands start without them.
+if TYPE_CHECKING:
+    from runtime.container import Container
 
 err = Console(stderr=True, soft_wrap=True)
 MAX_ROWS = 50
@@ -63,8 +60,9 @@ def project(
         typer.Option(help="Record an operator's decision to step over this dead-lettered event"),
     ] = None,
     page_size: Annotated[
-        int, typer.Option(min=1, max=100_000, help="Events read and applied per page")
-    ] = DEFAULT_PAGE_SIZE,
+        int | None,
+        typer.Option(min=1, max=100_000, help="Events read and applied per page [default: 5000]"),
+    ] = None,
     then_project: Annotated[
         bool, typer.Option("--then-project", help="With --skip: go on projecting afterwards")
     ] = False,
@@ -74,6 +72,8 @@ def project(
     With --skip N: record the decision to step over dead letter N and exit (a running
     projector takes it up within a second), unless --then-project.
     """
+    from projections.projector import DEFAULT_PAGE_SIZE, record_skip
+
     container = _container()
     try:
         if skip is not None:
@@ -88,7 +88,7 @@ def project(
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         projector = container.projector
-        projector.page_size = page_size
+        projector.page_size = page_size or DEFAULT_PAGE_SIZE
         err.print(
             f"projecting from position {projector.position} into generation "
             f"{projector.generation}; stop with Ctrl-C",
@@ -141,6 +141,12 @@ def dead_letters_command(
 
 def rebuild_command() -> None:
     """Rebuild the read model into a fresh generation while the current one serves reads."""
+    from redis.exceptions import RedisError
+
+    from projections.events import UnprojectableEventError
+    from projections.projector import ProjectionStoreError
+    from projections.rebuild import RebuildError, rebuild
+
     container = _container()
     started = time.monotonic()
     columns = (
@@ -205,6 +211,9 @@ def audit_command(
     if customer is not None and customer <= 0:
         raise _fail("--customer must be a positive integer")
     moment = _parse_moment(as_of) if as_of is not None else None
+    from projections.audit import audit as run_audit
+    from projections.audit import history, skipped_positions
+
     container = _container()
     try:
         recorder = container.write_service.recorder

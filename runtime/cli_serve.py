@@ -17,16 +17,14 @@ import signal
 import socket
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-import uvicorn
 
-from projections.projector import Projector
-from runtime.container import Container
-from runtime.http import create_app, create_read_app, create_write_app
-from runtime.server_config import uvicorn_config
-from write_side.application import ApiKeyNameTakenError
+# The stores, the framework and the server are imported by the commands that run them,
+# so that `customers --help` and `customers tokens ...` start in a fraction of a second.
+if TYPE_CHECKING:
+    from runtime.container import Container
 
 log = logging.getLogger("customers.serve")
 
@@ -99,6 +97,8 @@ def _redis_url(container: Container, *, must_answer: bool = False) -> str:
 
 def ensure_admin_key(container: Container) -> Path | None:
     """On a first start (no keys at all), issue an admin key into DATA_DIR/admin.token."""
+    from write_side.application import ApiKeyNameTakenError
+
     service = container.write_service
     if service.has_api_keys():
         return None
@@ -123,6 +123,10 @@ def ensure_admin_key(container: Container) -> Path | None:
 
 def _uvicorn(app: Any, container: Container) -> None:
     """Run one uvicorn server until SIGTERM/SIGINT, then return normally."""
+    import uvicorn
+
+    from runtime.server_config import uvicorn_config
+
     settings = container.settings
     app.state.settle_heap = True  # a long-lived server: see runtime.http._settle_heap
     server = uvicorn.Server(uvicorn_config(app, settings))
@@ -141,6 +145,10 @@ def _uvicorn(app: Any, container: Container) -> None:
 
 def serve() -> None:
     """All in one: write API, read API and projector in one process on HOST:PORT."""
+    from projections.projector import Projector
+    from runtime.http import create_app
+    from runtime.redis_store import RedisSupervisor
+
     container = _open()
     stop = threading.Event()
     projector_thread: threading.Thread | None = None
@@ -164,6 +172,11 @@ def serve() -> None:
             target=projector.run, args=(stop,), name="projector", daemon=True
         )
         projector_thread.start()
+        if container.embedded_redis is not None:  # ours to bring back if it dies
+            supervisor = RedisSupervisor(container.embedded_redis)
+            threading.Thread(
+                target=supervisor.run, args=(stop,), name="redis-supervisor", daemon=True
+            ).start()
         app = create_app(container, redis_url, wake_projector=projector.notify)
         app.state.projector_running = projector_thread.is_alive  # for /readyz
         app.state.read_side.metrics.gauge(
@@ -185,6 +198,8 @@ def serve() -> None:
 
 def read_api() -> None:
     """The staff read API alone (GET /api/customers/{id}, /healthz, /readyz, /metrics)."""
+    from runtime.http import create_read_app
+
     container = _open()
     try:
         app = create_read_app(container, _redis_url(container))
@@ -195,6 +210,8 @@ def read_api() -> None:
 
 def write_api() -> None:
     """The producers' write API alone."""
+    from runtime.http import create_write_app
+
     container = _open()
     try:
         _uvicorn(create_write_app(container), container)
@@ -202,7 +219,26 @@ def write_api() -> None:
         container.close()
 
 
+# Shown by `serve --help` and the other serving commands; a test keeps it equal to the
+# fields of runtime.settings.Settings (importing those here would slow every --help).
+VARIABLES = "\n\n".join(
+    (
+        "Configured by environment variables; a bad value is one line naming it:",
+        "EVENT_STORE_URL: sqlite:///PATH or postgresql://user:pass@host:port/db"
+        "?sslmode=... (default: DATA_DIR/events.sqlite)",
+        "REDIS_URL: redis://host:port/db or rediss://... (default: an embedded Redis)",
+        "DATA_DIR: the embedded stores and admin.token (default: ./data)",
+        "HOST, PORT: where to listen (default: 127.0.0.1, 8000)",
+        "REDIS_PREFIX: prefix of every read model key (default: customers)",
+        "MIN_POSITION_WAIT_SECONDS: longest X-Min-Position wait (default: 2)",
+        "LOG_LEVEL: DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO)",
+        "MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT, HEADER_TIMEOUT_SECONDS: "
+        "request bounds (default: 65536, 16384, 100, 10)",
+    )
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)
-    app.command("read-api")(read_api)
-    app.command("write-api")(write_api)
+    app.command("serve", epilog=VARIABLES)(serve)
+    app.command("read-api", epilog=VARIABLES)(read_api)
+    app.command("write-api", epilog=VARIABLES)(write_api)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import redis
-
-from projections.projector import Projector
 from projections.read_model import Keys
 from runtime.event_store import open_customer_service
-from runtime.redis_store import RedisEndpoint, open_redis
 from runtime.settings import Settings
 from write_side.application import CustomerService
-from write_side.auth import KeyDirectory
-from write_side.order_desk import OrderDesk
+
+# What only serving or projecting needs is imported on first use: the key commands of
+# the CLI open the event store alone and start in a fraction of a second.
+if TYPE_CHECKING:
+    import redis
+
+    from projections.projector import Projector
+    from runtime.redis_store import EmbeddedRedis, RedisEndpoint
+    from write_side.key_directory import KeyDirectory
+    from write_side.order_desk import OrderDesk
 
 
 @dataclass
@@ -27,6 +32,9 @@ class Container:
     order_desk: OrderDesk = field(init=False)
 
     def __post_init__(self) -> None:
+        from write_side.key_directory import KeyDirectory
+        from write_side.order_desk import OrderDesk
+
         self.write_service = open_customer_service(self.settings.EVENT_STORE_URL)
         self.write_keys = KeyDirectory(self.write_service)
         self.order_desk = OrderDesk(self.write_service, self.write_keys.may_write)
@@ -41,10 +49,18 @@ class Container:
     @property
     def redis_url(self) -> str:
         """The configured Redis, or the embedded one (started here) when REDIS_URL is unset."""
+        from runtime.redis_store import open_redis
+
         with self._redis_lock:
             if self._redis_endpoint is None:
                 self._redis_endpoint = open_redis(self.settings.REDIS_URL, self.settings.DATA_DIR)
             return self._redis_endpoint.url
+
+    @property
+    def embedded_redis(self) -> EmbeddedRedis | None:
+        """The Redis this process started itself (REDIS_URL unset), if any."""
+        endpoint = self._redis_endpoint
+        return None if endpoint is None else endpoint.embedded
 
     @property
     def redis_keys(self) -> Keys:
@@ -53,6 +69,8 @@ class Container:
     @property
     def redis(self) -> redis.Redis:
         """A sync client for the projector and the CLI."""
+        import redis
+
         url = self.redis_url
         with self._redis_lock:
             if self._redis_client is None:
@@ -61,6 +79,8 @@ class Container:
 
     @property
     def projector(self) -> Projector:
+        from projections.projector import Projector
+
         if self._projector is None:
             self._projector = Projector(self.write_service.recorder, self.redis, self.redis_keys)
         return self._projector

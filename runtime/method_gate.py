@@ -20,13 +20,8 @@ from edge.errors import ApiError, error_response
 from edge.token_header import INVALID_TOKEN, PERMISSION_DENIED, TokenHeaderError, key_from_header
 from read_side.auth import READ_ROLES, AccessRefusedError, identify
 from read_side.read_side import ReadSide
-from write_side.auth import (
-    RETRY_AFTER,
-    STORE_UNAVAILABLE,
-    WRITE_ROLES,
-    WWW_AUTHENTICATE,
-    KeyDirectory,
-)
+from write_side.auth import RETRY_AFTER, STORE_UNAVAILABLE, WWW_AUTHENTICATE
+from write_side.key_directory import WRITE_ROLES, KeyDirectory
 
 NOT_ALLOWED = 'Method "{method}" not allowed.'
 READ_UNAVAILABLE = "The read model is unavailable; retry shortly."

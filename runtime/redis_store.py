@@ -34,6 +34,7 @@ START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0
 STATE_FILE = "server.json"
 START_LOCK_FILE = "start.lock"
+MAX_RESTART_PAUSE_SECONDS = 10.0
 
 
 class RedisStartError(RuntimeError):
@@ -87,7 +88,9 @@ class EmbeddedRedis:
         if reused:
             self.url = reused
             return reused
-        port = free_port()
+        return self._launch(free_port())
+
+    def _launch(self, port: int) -> str:
         command = [
             str(_binary()),
             "--bind", "127.0.0.1",
@@ -109,13 +112,28 @@ class EmbeddedRedis:
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it cleanly
             preexec_fn=die_with_parent(signal.SIGTERM) if _on_main_thread() else None,
         )
+        if not self.owned:
+            atexit.register(self.stop)
         self.owned = True
-        atexit.register(self.stop)
         self._write_state(port)
         self._wait_until_ready(port)
         self.url = f"redis://127.0.0.1:{port}/0"
         logger.info("embedded Redis (Valkey) on 127.0.0.1:%d, files in %s", port, self.directory)
         return self.url
+
+    def exited(self) -> int | None:
+        """The exit code if the server this process started has died, else None."""
+        with self._lock:
+            process = self._process
+        return None if process is None else process.poll()
+
+    def restart(self) -> None:
+        """Start the server again on the same port (so every client's URL still holds),
+        from its append-only file. Raises RedisStartError if it does not come up."""
+        port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
+        with self._lock:
+            self._process = None
+        self._launch(port)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM: Valkey flushes the AOF and exits); idempotent."""
@@ -219,3 +237,37 @@ def _is_valkey(pid: int) -> bool:
 def _on_main_thread() -> bool:
     # PR_SET_PDEATHSIG fires when the *thread* that started the child ends.
     return threading.current_thread() is threading.main_thread()
+
+
+class RedisSupervisor:
+    """Restarts an embedded Redis that died, with a growing pause, until told to stop.
+
+    Without it, `serve` answered 503 from the moment its Redis died until someone
+    restarted serve. The server comes back from its append-only file on the same port;
+    what the file had not kept yet, the projector finds missing and repairs.
+    """
+
+    def __init__(self, server: EmbeddedRedis, *, check_every: float = 0.5) -> None:
+        self._server = server
+        self._check_every = check_every
+        self.restarts = 0
+
+    def run(self, stop: threading.Event) -> None:
+        pause = 0.5
+        while not stop.wait(self._check_every):
+            code = self._server.exited()
+            if code is None:
+                pause = 0.5
+                continue
+            logger.error("embedded Redis exited (code %s); restarting it in %.1f s", code, pause)
+            if stop.wait(pause):
+                return
+            try:
+                self._server.restart()
+            except RedisStartError as error:
+                logger.error("embedded Redis did not restart: %s", error)
+                pause = min(pause * 2, MAX_RESTART_PAUSE_SECONDS)
+                continue
+            self.restarts += 1
+            logger.warning("embedded Redis restarted from its append-only file")
+            pause = min(pause * 2, MAX_RESTART_PAUSE_SECONDS)

@@ -16,7 +16,9 @@ rebuild by hand), `customers audit` is clean afterwards, and the repair time is 
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -76,6 +78,10 @@ class Deployment:
             return history(service.recorder, set())
         finally:
             service.close()
+
+    def expected_at(self, data_dir: Path) -> dict[int, dict[str, Any]]:
+        self.env["EVENT_STORE_URL"] = f"sqlite:///{data_dir / 'events.sqlite'}"
+        return self.expected()
 
 
 @contextmanager
@@ -319,3 +325,26 @@ def test_reads_during_live_writes_are_never_taken_for_a_loss(
                 statuses[client.get(f"/api/customers/{registered.json()['id']}").status_code] += 1
         assert set(statuses) <= {200, 404}, statuses
         assert "read model lost data" not in deployed.server.log
+
+
+def test_serve_brings_its_embedded_redis_back_when_it_dies(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    data_dir = tmp_path / "data"
+    with serve(data_dir, None, redis_prefix) as server:
+        admin = (data_dir / "admin.token").read_text().strip()
+        env = {**os.environ, "DATA_DIR": str(data_dir), "REDIS_PREFIX": redis_prefix}
+        deployed = Deployment(ValkeyProcess(tmp_path / "unused"), server, env, admin)
+        place_sample(deployed, first_id=1)
+        expected = deployed.expected_at(data_dir)
+        state = data_dir / "redis" / "server.json"
+        first_pid = json.loads(state.read_text())["pid"]
+
+        # The embedded Redis dies (kill -9): serve starts it again from its AOF, alone.
+        os.kill(first_pid, signal.SIGKILL)
+        seconds = repair_seconds(deployed, admin, expected)
+        second_pid = json.loads(state.read_text())["pid"]
+        print(f"\nembedded Redis killed: serving again in {seconds:.2f} s")
+        assert second_pid != first_pid
+        assert "embedded Redis exited" in server.log
+        assert "embedded Redis restarted" in server.log

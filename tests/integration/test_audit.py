@@ -16,7 +16,7 @@ from projections.audit import audit
 from projections.projector import Projector
 from projections.read_model import Keys
 from runtime.cli import app
-from runtime.cli_demo import append_sample
+from runtime.demo_store import append_sample
 from tests.integration.test_projection_support import customer_service
 
 

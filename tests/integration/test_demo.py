@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from runtime.cli import app
-from runtime.cli_demo import append_sample, first_free_customer_id
 from runtime.demo_data import SampleData
+from runtime.demo_store import append_sample, first_free_customer_id
 from runtime.settings import event_store_env
 from write_side.application import CustomerService
 from write_side.domain.customer import Customer

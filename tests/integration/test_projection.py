@@ -21,7 +21,7 @@ from projections.projector import Projector, record_skip
 from projections.read_model import Keys
 from projections.status import projection_status
 from runtime.cli import app
-from runtime.cli_demo import append_sample
+from runtime.demo_store import append_sample
 from tests.integration.test_projection_support import (
     all_projected,
     applied_position,

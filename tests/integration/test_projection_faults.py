@@ -16,7 +16,7 @@ from rich.console import Console
 
 from projections.projector import STEPS, Projector
 from projections.read_model import Keys
-from runtime.cli_demo import append_sample
+from runtime.demo_store import append_sample
 from tests.integration.test_projection_support import (
     all_projected,
     applied_position,

@@ -15,7 +15,7 @@ from projections.projector import Projector, current_generation
 from projections.read_model import Keys
 from projections.rebuild import rebuild
 from projections.repair import ReadModelLostError, clear_if_repaired, mark, read_marker
-from runtime.cli_demo import append_sample
+from runtime.demo_store import append_sample
 from tests.integration.test_projection_support import (
     all_projected,
     applied_position,

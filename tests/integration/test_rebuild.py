@@ -14,7 +14,7 @@ from rich.console import Console
 from projections.projector import Projector, current_generation
 from projections.read_model import Keys
 from projections.rebuild import RebuildError, rebuild
-from runtime.cli_demo import append_sample
+from runtime.demo_store import append_sample
 from tests.integration.test_projection_support import (
     all_projected,
     customer_service,

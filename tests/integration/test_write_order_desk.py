@@ -17,9 +17,9 @@ from write_side.application import (
     OrderRequest,
     Written,
 )
-from write_side.auth import KeyDirectory
 from write_side.domain.customer import CustomerInactiveError
 from write_side.domain.order import Order
+from write_side.key_directory import KeyDirectory
 from write_side.order_desk import REFER, OrderDesk, Outcome
 
 
