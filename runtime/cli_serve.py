@@ -103,7 +103,7 @@ def ensure_admin_key(container: Container) -> Path | None:
     if service.has_api_keys():
         return None
     data_dir = container.settings.DATA_DIR
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = data_dir / ADMIN_TOKEN_FILE
     # Open the file before issuing, so a key is never issued that nobody can read.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)

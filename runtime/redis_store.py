@@ -17,6 +17,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,6 +35,7 @@ START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0
 STATE_FILE = "server.json"
 START_LOCK_FILE = "start.lock"
+PASSWORD_FILE = "password"  # noqa: S105 (a file name)
 MAX_RESTART_PAUSE_SECONDS = 10.0
 
 
@@ -76,10 +78,13 @@ class EmbeddedRedis:
         return self.directory / STATE_FILE
 
     def start(self) -> str:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Owner only: the append-only files hold every key hash; the password file the way in.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory.chmod(0o700)
         # Two processes starting on one DATA_DIR at once would each start a server on the
         # same AOF files; the second waits here and then shares the first one's server.
-        with open(self.directory / START_LOCK_FILE, "a") as lock:
+        descriptor = os.open(self.directory / START_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        with open(descriptor, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             return self._reuse_or_start()
 
@@ -93,6 +98,7 @@ class EmbeddedRedis:
     def _launch(self, port: int) -> str:
         command = [
             str(_binary()),
+            "-",  # the rest of the configuration, the password included, from stdin
             "--bind", "127.0.0.1",
             "--port", str(port),
             "--dir", str(self.directory),
@@ -103,23 +109,55 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
             "--logfile", "valkey.log",
         ]  # fmt: skip
+        # The password goes in through standard input's config, never the command line
+        # (which any local user can read in the process list).
+        config = f"requirepass {self._password()}\n".encode()
+        die_with_us = die_with_parent(signal.SIGTERM) if _on_main_thread() else None
+
+        def prepare_child() -> None:
+            os.umask(0o077)  # its append-only files: owner only
+            if die_with_us is not None:
+                die_with_us()
+
         self._process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
             command,
             cwd=self.directory,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it cleanly
-            preexec_fn=die_with_parent(signal.SIGTERM) if _on_main_thread() else None,
+            preexec_fn=prepare_child,
         )
+        assert self._process.stdin is not None
+        self._process.stdin.write(config)
+        self._process.stdin.close()
         if not self.owned:
             atexit.register(self.stop)
         self.owned = True
         self._write_state(port)
         self._wait_until_ready(port)
-        self.url = f"redis://127.0.0.1:{port}/0"
+        self.url = self._url(port)
         logger.info("embedded Redis (Valkey) on 127.0.0.1:%d, files in %s", port, self.directory)
         return self.url
+
+    def _password(self) -> str:
+        """The server's password, made once per DATA_DIR (mode 0600): other local users
+        reach the port, but not the read model or the key index behind it."""
+        path = self.directory / PASSWORD_FILE
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        password = secrets.token_hex(24)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(descriptor, password.encode())
+        finally:
+            os.close(descriptor)
+        return password
+
+    def _url(self, port: int) -> str:
+        return f"redis://:{self._password()}@127.0.0.1:{port}/0"
 
     def exited(self) -> int | None:
         """The exit code if the server this process started has died, else None."""
@@ -172,9 +210,9 @@ class EmbeddedRedis:
         if not _is_valkey(pid):
             self.state_path.unlink(missing_ok=True)
             return None
-        if pid_alive(owner) and _answers(port):
+        if pid_alive(owner) and _answers(port, self._password()):
             logger.info("using the embedded Redis that process %d started", owner)
-            return f"redis://127.0.0.1:{port}/0"
+            return self._url(port)
         logger.warning("stopping an orphaned embedded Redis (pid %d)", pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -194,7 +232,7 @@ class EmbeddedRedis:
             if self._process.poll() is not None:
                 self.stop()
                 raise RedisStartError(f"embedded Redis exited at start: {self._log_tail()}")
-            if _answers(port):
+            if _answers(port, self._password()):
                 return
             time.sleep(0.02)
         self.stop()
@@ -217,11 +255,17 @@ def _binary() -> Path:
     return path
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, password: str) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+            reply = b""
+            while reply.count(b"\r\n") < 2:
+                chunk = sock.recv(64)
+                if not chunk:
+                    return False
+                reply += chunk
+            return reply == b"+OK\r\n+PONG\r\n"
     except OSError:
         return False
 

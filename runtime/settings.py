@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs, unquote, urlparse
@@ -111,7 +113,7 @@ def event_store_env(url: str) -> dict[str, str]:
         db_path = path[1:]
         if db_path != ":memory:":
             try:
-                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(db_path))
             except OSError as error:
                 raise ValueError(f"cannot create the directory for {db_path}: {error}") from None
         return {
@@ -161,6 +163,17 @@ def event_store_env(url: str) -> dict[str, str]:
                 env[LIBPQ_ENV_PREFIX + name.upper()] = query[name][0]
         return env
     raise ValueError("expected sqlite:///PATH or postgresql://user:pass@host:port/db")
+
+
+def _private_file(path: Path) -> None:
+    """Create the store's folder (0700) and file (0600) for its owner alone, if missing.
+
+    Every event, key hash included, is in it; SQLite gives its journal files the same
+    mode. Existing folders and files keep the modes their owner gave them.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def libpq_options(env: dict[str, str]) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import redis
 
 from runtime.processes import pid_alive
 from runtime.redis_store import STATE_FILE, EmbeddedRedis, _binary, open_redis
+from runtime.settings import event_store_env
 from tests.integration.test_projection_support import wait_until
 
 
@@ -133,3 +135,34 @@ def test_a_server_left_behind_by_a_dead_owner_is_stopped_at_the_next_start(
         server.stop()
         if leftover.poll() is None:
             leftover.kill()
+
+
+def test_the_embedded_redis_and_the_sqlite_store_are_for_their_owner_alone(
+    data_dir: Path,
+) -> None:
+    endpoint = open_redis(None, data_dir)
+    try:
+        client = redis.Redis.from_url(endpoint.url)
+        client.set("written", "so the append-only file has data")
+        # Another local user reaches the port, but not what is behind it.
+        port = int(endpoint.url.rsplit(":", 1)[1].split("/", 1)[0])
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port).get("written")
+        client.close()
+        # Nor is its password on the command line, which the process list shows to all.
+        pid = json.loads((data_dir / "redis" / STATE_FILE).read_text())["pid"]
+        password = (data_dir / "redis" / "password").read_text().strip()
+        assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    finally:
+        endpoint.stop()
+    event_store_env(f"sqlite:///{data_dir / 'store' / 'events.sqlite'}")
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    assert mode(data_dir / "redis") == 0o700
+    assert mode(data_dir / "store") == 0o700
+    assert mode(data_dir / "store" / "events.sqlite") == 0o600
+    files = [path for path in (data_dir / "redis").rglob("*") if path.is_file()]
+    assert any(path.name.endswith(".aof") for path in files)
+    assert {path.name: mode(path) for path in files} == {path.name: 0o600 for path in files}
