@@ -8,7 +8,7 @@ not report changes in flight as differences.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,9 +49,35 @@ class AuditReport:
     differences: list[Difference] = field(default_factory=list)
     unprojectable: list[int] = field(default_factory=list)
 
+    differences_found: int = 0  # all of them; `differences` keeps the first MAX_DIFFERENCES
+
     @property
     def clean(self) -> bool:
-        return not self.differences
+        return self.differences_found == 0
+
+    def add(self, differences: list[Difference]) -> None:
+        self.differences_found += len(differences)
+        room = MAX_DIFFERENCES - len(self.differences)
+        self.differences.extend(differences[: max(room, 0)])
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "clean": self.clean,
+            "generation": self.generation,
+            "position": self.position,
+            "customers": self.customers,
+            "differences_found": self.differences_found,
+            "differences": [
+                {
+                    "customer_id": d.customer_id,
+                    "field": d.field,
+                    "event_store": d.expected,
+                    "read_model": d.actual,
+                }
+                for d in self.differences
+            ],
+            "unprojectable": self.unprojectable,
+        }
 
 
 def notifications(
@@ -88,24 +114,63 @@ def skipped_positions(client: redis.Redis, keys: Keys) -> set[int]:
     return {int(position) for position in client.hkeys(keys.skips)}
 
 
+# Customers folded in memory at once; a larger store is audited in several passes over
+# the log, each for a share of the customers, so memory stays bounded whatever its size.
+MAX_CUSTOMERS_PER_PASS = 200_000
+MAX_DIFFERENCES = 10_000  # kept for the report; beyond that only counted
+
+Progress = Callable[[int, int, int, int], None]  # (pass, passes, position, upto)
+
+
 def audit(
     recorder: ApplicationRecorder,
     client: redis.Redis,
     keys: Keys,
     customer_id: int | None = None,
     application_name: str = APPLICATION_NAME,
+    *,
+    max_customers: int = MAX_CUSTOMERS_PER_PASS,
+    progress: Progress | None = None,
 ) -> AuditReport:
     """Compare every customer (or one) in the live read model with a replay of the store."""
     generation = current_generation(client, keys)
     position = int(client.hget(keys.tracking(generation), application_name) or 0)
     skips = skipped_positions(client, keys)
     report = AuditReport(generation, position)
+    live = 1 if customer_id is not None else _count_live(client, keys, generation)
+    passes = max(1, -(-live // max_customers))
+    for share in range(passes):
 
-    changes = customer_changes(notifications(recorder, 0, position), skips, report.unprojectable)
-    if customer_id is not None:
-        changes = (c for c in changes if c.customer_id == customer_id)
+        def mine(cid: int, share: int = share) -> bool:
+            if customer_id is not None:
+                return cid == customer_id
+            return cid % passes == share
+
+        _audit_share(recorder, client, keys, report, skips, mine, share, passes, progress)
+    if customer_id is None:
+        report.add(_compare_keys(recorder, client, keys, generation, position))
+    return report
+
+
+def _audit_share(
+    recorder: ApplicationRecorder,
+    client: redis.Redis,
+    keys: Keys,
+    report: AuditReport,
+    skips: set[int],
+    mine: Callable[[int], bool],
+    share: int,
+    passes: int,
+    progress: Progress | None,
+) -> None:
+    position = report.position
+    unprojectable = report.unprojectable if share == 0 else None
+    stream = notifications(recorder, 0, position)
+    if progress is not None:
+        stream = _reporting(stream, lambda at: progress(share + 1, passes, at, position))
+    changes = (c for c in customer_changes(stream, skips, unprojectable) if mine(c.customer_id))
     expected = fold(changes)
-    actual = dict(_live_records(client, keys, generation, customer_id))
+    actual = {cid: fields for cid, fields in _live_records(client, keys, report.generation, mine)}
 
     # Customers a live projector moved past `position`: replay each up to its own guard.
     ahead = {cid: applied_position(fields[0]) for cid, fields in actual.items()}
@@ -119,12 +184,26 @@ def audit(
                 record = expected.get(change.customer_id) or CustomerRecord(change.customer_id)
                 expected[change.customer_id] = apply(record, change)
 
-    report.customers = len(set(expected) | set(actual))
-    for cid in sorted(set(expected) | set(actual)):
-        report.differences.extend(_compare(cid, expected.get(cid), actual.get(cid)))
-    if customer_id is None:
-        report.differences.extend(_compare_keys(recorder, client, keys, generation, position))
-    return report
+    customers = set(expected) | set(actual)
+    report.customers += len(customers)
+    for cid in sorted(customers):
+        report.add(_compare(cid, expected.get(cid), actual.get(cid)))
+
+
+def _reporting(
+    stream: Iterator[Notification], report: Callable[[int], None]
+) -> Iterator[Notification]:
+    last = 0
+    for count, notification in enumerate(stream, start=1):
+        if count % PAGE == 0:
+            report(notification.id)
+        last = notification.id
+        yield notification
+    report(last)
+
+
+def _count_live(client: redis.Redis, keys: Keys, generation: int) -> int:
+    return sum(1 for _ in client.scan_iter(match=keys.customer_pattern(generation), count=5000))
 
 
 def _compare_keys(
@@ -148,20 +227,28 @@ def _compare_keys(
 
 
 def _live_records(
-    client: redis.Redis, keys: Keys, generation: int, customer_id: int | None
+    client: redis.Redis, keys: Keys, generation: int, mine: Callable[[int], bool]
 ) -> Iterator[tuple[int, LiveFields]]:
-    if customer_id is not None:
-        names = [keys.customer(generation, customer_id).encode()]
-    else:
-        names = list(client.scan_iter(match=keys.customer_pattern(generation), count=2000))
-    for start in range(0, len(names), 1000):
-        batch = names[start : start + 1000]
-        pipe = client.pipeline(transaction=False)
-        for name in batch:
-            pipe.hmget(name, "d", "s", "o")
-        for name, values in zip(batch, pipe.execute(), strict=True):
-            if values[0] is not None:
-                yield int(name.rsplit(b":", 1)[1]), (values[0], values[1] or 0, values[2] or 0)
+    """The customer hashes of this share, read in pipelined batches as the scan goes."""
+    batch: list[bytes] = []
+    for name in client.scan_iter(match=keys.customer_pattern(generation), count=2000):
+        if mine(int(name.rsplit(b":", 1)[1])):
+            batch.append(name)
+        if len(batch) >= 1000:
+            yield from _read_batch(client, batch)
+            batch = []
+    yield from _read_batch(client, batch)
+
+
+def _read_batch(client: redis.Redis, names: list[bytes]) -> Iterator[tuple[int, LiveFields]]:
+    if not names:
+        return
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.hmget(name, "d", "s", "o")
+    for name, values in zip(names, pipe.execute(), strict=True):
+        if values[0] is not None:
+            yield int(name.rsplit(b":", 1)[1]), (values[0], values[1] or 0, values[2] or 0)
 
 
 def _compare(

@@ -8,6 +8,8 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -197,6 +199,9 @@ def audit_command(
     allow_empty: Annotated[
         bool, typer.Option("--allow-empty", help="An event store with no events is clean")
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The report as one JSON object on stdout")
+    ] = False,
 ) -> None:
     """Replay the event store independently of Redis and compare it with the read model.
 
@@ -237,9 +242,17 @@ def audit_command(
             for document in documents.values():
                 typer.echo(orjson.dumps(document).decode())
             return
-        report = run_audit(recorder, container.redis, container.redis_keys, customer)
+        with _audit_progress() as progress:
+            report = run_audit(
+                recorder, container.redis, container.redis_keys, customer, progress=progress
+            )
     finally:
         container.close()
+    if as_json:
+        typer.echo(orjson.dumps(report.as_json()).decode())
+        if not report.clean:
+            raise typer.Exit(code=1)
+        return
     if customer is not None and report.customers == 0:
         raise _fail(
             f"customer {customer} is neither in the event store (up to position "
@@ -269,11 +282,44 @@ def audit_command(
         )
     console.print(table)
     console.print(
-        f"audit found {len(report.differences)} differences in {report.customers} customers "
+        f"audit found {report.differences_found} differences in {report.customers} customers "
         f"at position {report.position} (generation {report.generation})",
         highlight=False,
     )
     raise typer.Exit(code=1)
+
+
+@contextmanager
+def _audit_progress() -> Iterator[Callable[[int, int, int, int], None]]:
+    """A progress bar on a terminal; otherwise a plain line at each tenth of the log."""
+    if err.is_terminal:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task("auditing", total=None)
+
+            def show(share: int, shares: int, position: int, upto: int) -> None:
+                label = "auditing" if shares == 1 else f"auditing, pass {share}/{shares}"
+                bar.update(task, description=label, completed=position, total=upto)
+
+            yield show
+        return
+    told: set[tuple[int, int]] = set()
+
+    def tell(share: int, shares: int, position: int, upto: int) -> None:
+        tenth = position * 10 // max(upto, 1)
+        if (share, tenth) not in told:
+            told.add((share, tenth))
+            err.print(
+                f"audit: pass {share}/{shares}, position {position:,} of {upto:,}",
+                highlight=False,
+            )
+
+    yield tell
 
 
 def _parse_moment(text: str) -> datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -164,3 +165,54 @@ def test_an_empty_event_store_is_not_called_clean_unless_asked(cli_env: dict[str
     allowed = CliRunner().invoke(app, ["audit", "--allow-empty"], env=cli_env)
     assert allowed.exit_code == 0, allowed.output
     assert "audit clean: 0 customers" in allowed.output
+
+
+def test_a_large_store_is_audited_in_passes_with_the_same_verdict(
+    cli_env: dict[str, str],
+) -> None:
+    # Memory holds one share of the customers at a time, whatever the store's size.
+    client = redis.Redis.from_url(cli_env["REDIS_URL"])
+    keys = Keys(cli_env["REDIS_PREFIX"])
+    with customer_service(cli_env["EVENT_STORE_URL"]) as service:
+        append_sample(service, 25, seed=31, progress_console=Console(file=io.StringIO()))
+        Projector(service.recorder, client, keys).catch_up()
+        passes: set[tuple[int, int]] = set()
+
+        def seen(share: int, shares: int, position: int, upto: int) -> None:
+            passes.add((share, shares))
+
+        clean = audit(service.recorder, client, keys, max_customers=4, progress=seen)
+        assert clean.clean
+        assert clean.customers == 25
+        assert {shares for _, shares in passes} == {7}  # 25 customers, 4 per pass
+
+        client.hincrby(keys.customer(1, 11), "o", 1)
+        client.delete(keys.customer(1, 18))
+        tampered = audit(service.recorder, client, keys, max_customers=4)
+    assert {(d.customer_id, d.field) for d in tampered.differences} == {
+        (11, "total_orders"),
+        (18, "customer"),
+    }
+    assert tampered.customers == 25
+
+
+def test_audit_json_is_one_object_and_plain_progress_lines_go_to_stderr(
+    cli_env: dict[str, str],
+) -> None:
+    client = redis.Redis.from_url(cli_env["REDIS_URL"])
+    keys = Keys(cli_env["REDIS_PREFIX"])
+    with customer_service(cli_env["EVENT_STORE_URL"]) as service:
+        append_sample(service, 5, seed=37, progress_console=Console(file=io.StringIO()))
+        Projector(service.recorder, client, keys).catch_up()
+    client.hincrby(keys.customer(1, 2), "s", 5)
+
+    result = CliRunner().invoke(app, ["audit", "--json"], env=cli_env)
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["clean"] is False
+    assert report["differences_found"] == 1
+    assert report["differences"][0]["customer_id"] == 2
+    assert report["differences"][0]["field"] == "total_spent"
+    # Not a terminal: plain lines, no progress bar drawing.
+    assert "audit: pass 1/1" in result.stderr
+    assert "\x1b[" not in result.stderr
