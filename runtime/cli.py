@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from runtime.cli_demo import demo
+from runtime.cli_migrate import register as register_migrate_command
 from runtime.cli_projection import register as register_projection_commands
 from runtime.cli_serve import register as register_serve_commands
 
@@ -51,6 +52,7 @@ app.add_typer(tokens, name="tokens")
 app.command("demo")(demo)
 register_projection_commands(app)
 register_serve_commands(app)
+register_migrate_command(app)
 err = Console(stderr=True, soft_wrap=True)
 
 
