@@ -43,6 +43,7 @@ from projections.read_model import Keys
 from projections.repair import ReadModelLostError, clear_if_repaired, mark, read_marker
 from projections.scripts import apply_customer, apply_keys
 from projections.tracking import RedisTrackingRecorder, TrackingRolledBackError
+from projections.watermark import Watermark
 
 logger = logging.getLogger(__name__)
 
@@ -172,9 +173,16 @@ class Projector:
         # have lost data now, part of that page may have landed on what was left.
         self._page_unconfirmed = False
         self._beaten_at = float("-inf")
+        # What this read model was given before, noted in the event store (a following
+        # projector only: a rebuild's fills a new generation from nothing).
+        self._watermark = Watermark(recorder, keys.prefix)
+        self._floor = 0
+        self._noted = 0
         apply_customer.load(client)
         apply_keys.load(client)
         self._use_generation(generation or current_generation(client, keys))
+        if self._follow:
+            self._floor = self._noted = self._watermark.read()
 
     # Public interface
 
@@ -186,8 +194,19 @@ class Projector:
         """Apply everything recorded now; return the applied position.
 
         Raises UnprojectableEventError at a poison event (after applying what precedes it
-        and recording it in the dead-letter list).
+        and recording it in the dead-letter list). A Redis found to hold less than it was
+        given is repaired on the way by a replay (marked meanwhile); one that needs a
+        rebuild raises ReadModelLostError, which the live loop carries out.
         """
+        while True:
+            try:
+                return self._catch_up()
+            except ReadModelLostError as lost:
+                if lost.written_since:
+                    raise
+                self._start_repair(lost)
+
+    def _catch_up(self) -> int:
         if self._follow:
             self._follow_generation()
         while True:
@@ -295,6 +314,9 @@ class Projector:
         )
         pipe.pexpire(self.keys.projector, BEAT_EXPIRES_MS)
         pipe.execute()
+        if self._follow and self.position > self._noted and not self.repair_target:
+            self._watermark.write(self.position)  # what Redis holds now: a floor for later
+            self._noted = self.position
 
     def verify(self) -> None:
         """Check that Redis still holds what this projector wrote; adopt a repair marker.
@@ -314,7 +336,8 @@ class Projector:
         self._verified_at = time.monotonic()
 
     def _check_unchanged(self) -> None:
-        if self.position == 0:
+        written = max(self.position, self._floor)
+        if written == 0:
             return  # nothing recorded yet, so nothing to lose
         pipe = self.client.pipeline(transaction=False)
         pipe.get(self.keys.generation)
@@ -329,20 +352,21 @@ class Projector:
                 f"{self.generation} written (restored from a copy taken before a rebuild)"
             )
             # Readers have served the newer generation: only a newer one still can be.
-            raise ReadModelLostError(found, self.position, reason, written_since=True)
+            raise ReadModelLostError(found, written, reason, written_since=True)
         if self._follow and generation_raw is None:
             reason = "Redis holds no read model (restarted empty, or flushed)"
-        elif found < self.position:
+        elif found < written:
             reason = (
-                f"Redis holds position {found}, below the {self.position} recorded "
+                f"Redis holds position {found}, below the {written} recorded "
                 "(restarted from an older copy, or it lost writes)"
             )
         else:
             return
-        raise ReadModelLostError(found, self.position, reason, written_since=self._page_unconfirmed)
+        raise ReadModelLostError(found, written, reason, written_since=self._page_unconfirmed)
 
     def _start_repair(self, lost: ReadModelLostError) -> None:
         target = max(lost.recorded, self.repair_target or 0)
+        self._floor = 0  # the marker's target carries it from here
         rebuild = self.generation if lost.written_since and self._follow else None
         mark(self.client, self.keys, lost.reason, target, rebuild)
         if self.repair_target is None:
@@ -513,7 +537,7 @@ class Projector:
     # Generations
 
     def _follow_generation(self) -> int:
-        if self.position and self.client.get(self.keys.generation) is None:
+        if max(self.position, self._floor) and self.client.get(self.keys.generation) is None:
             self._check_unchanged()  # gone since we wrote: a loss, not a first start
         generation = current_generation(self.client, self.keys)
         if generation > self.generation:

@@ -190,3 +190,29 @@ def test_a_copy_older_than_a_rebuild_is_rebuilt_above_the_generation_served(
             wait_until(lambda: current_generation(client, keys) == 3, "rebuilt as 3", 30)
             wait_until(lambda: read_marker(client, keys) is None, "repair marker cleared", 30)
         assert all_projected(client, keys) == folded(service)
+
+
+def test_a_projector_started_after_redis_went_back_finds_it_by_the_stores_watermark(
+    event_store_url: str, redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(redis_prefix)
+    with customer_service(event_store_url) as service:
+        append_sample(service, 6, seed=73, progress_console=QUIET)
+        first = Projector(service.recorder, client, keys)
+        first.catch_up()
+        older = snapshot(client, keys)
+        append_sample(service, 6, seed=79, progress_console=QUIET)
+        first.catch_up()
+        first.beat(every=0)  # as the live loop does every second
+        head = service.recorder.max_notification_id()
+
+        # While no projector runs, Redis comes back from the older copy.
+        restore(client, keys, older)
+        second = Projector(service.recorder, client, keys)  # remembers nothing itself
+        with pytest.raises(ReadModelLostError, match=f"below the {head} recorded"):
+            second.verify()
+        assert second.catch_up() == head
+        assert "read model lost data" in caplog.text
+        assert read_marker(client, keys) is None
+        assert all_projected(client, keys) == folded(service)
