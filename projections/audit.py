@@ -27,6 +27,7 @@ from projections.events import (
 )
 from projections.projector import APPLICATION_NAME, current_generation
 from projections.read_model import Keys, applied_position, customer_document
+from write_side.store_queries import notifications_of_customer
 
 PAGE = 5000
 
@@ -137,7 +138,10 @@ def audit(
     position = int(client.hget(keys.tracking(generation), application_name) or 0)
     skips = skipped_positions(client, keys)
     report = AuditReport(generation, position)
-    live = 1 if customer_id is not None else _count_live(client, keys, generation)
+    if customer_id is not None:
+        _audit_one(recorder, client, keys, report, skips, customer_id)
+        return report
+    live = _count_live(client, keys, generation)
     passes = max(1, -(-live // max_customers))
     for share in range(passes):
 
@@ -188,6 +192,32 @@ def _audit_share(
     report.customers += len(customers)
     for cid in sorted(customers):
         report.add(_compare(cid, expected.get(cid), actual.get(cid)))
+
+
+def _audit_one(
+    recorder: ApplicationRecorder,
+    client: redis.Redis,
+    keys: Keys,
+    report: AuditReport,
+    skips: set[int],
+    customer_id: int,
+) -> None:
+    """One customer from the events naming it alone, not the whole log."""
+    actual = dict(_read_batch(client, [keys.customer(report.generation, customer_id).encode()]))
+    live = actual.get(customer_id)
+    # Compared at the read model's position, or at the customer's own guard if a live
+    # projector has moved it further.
+    upto = report.position if live is None else max(report.position, applied_position(live[0]))
+    mentions = (n for n in notifications_of_customer(recorder, customer_id) if n.id <= upto)
+    changes = (
+        c
+        for c in customer_changes(mentions, skips, report.unprojectable)
+        if c.customer_id == customer_id
+    )
+    expected = fold(changes).get(customer_id)
+    report.customers = int(expected is not None or live is not None)
+    if report.customers:
+        report.add(_compare(customer_id, expected, live))
 
 
 def _reporting(

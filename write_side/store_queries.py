@@ -16,7 +16,12 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import ApplicationRecorder, InterfaceError, OperationalError
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InterfaceError,
+    Notification,
+    OperationalError,
+)
 from eventsourcing.postgres import (
     ConnectionPool,
     PostgresApplicationRecorder,
@@ -428,4 +433,59 @@ def topics_after(
                 c.execute(statement, (stream.hex, version))
                 found += [(stream, int(row[0]), str(row[1])) for row in c.fetchall()]
         return found
+    raise TypeError(f"unsupported recorder {type(recorder).__name__}")
+
+
+def notifications_of_customer(
+    recorder: ApplicationRecorder, customer_id: int
+) -> list[Notification]:
+    """Every stored event whose state names `customer_id`, in position order.
+
+    Customer and order events all carry the customer's id; the store finds them by their
+    bytes (JSON as the library's transcoder writes it) without the application decoding
+    the whole log. The bytes match is a superset only in theory (a text field holding the
+    same characters): callers decode each event and keep those of this customer.
+    """
+    needles = [f'"customer_id":{customer_id}{end}'.encode() for end in (",", "}")]
+    if isinstance(recorder, PostgresApplicationRecorder):
+        query = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {}.{} WHERE position(%s in state) > 0 OR position(%s in state) > 0 "
+            "ORDER BY notification_id"
+        ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+
+        def select() -> list[Notification]:
+            with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(query, needles)
+                return [
+                    Notification(
+                        id=row["notification_id"],
+                        originator_id=row["originator_id"],
+                        originator_version=row["originator_version"],
+                        topic=row["topic"],
+                        state=bytes(row["state"]),
+                    )
+                    for row in curs.fetchall()
+                ]
+
+        return _on_postgres(recorder, select)
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        statement = (
+            "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608
+            f"FROM {recorder.events_table_name} WHERE instr(state, ?) > 0 OR instr(state, ?) > 0 "
+            "ORDER BY rowid"
+        )
+        with recorder.datastore.transaction(commit=False) as c:
+            c.execute(statement, needles)
+            rows = c.fetchall()
+        return [
+            Notification(
+                id=int(row[0]),
+                originator_id=UUID(row[1]),
+                originator_version=int(row[2]),
+                topic=row[3],
+                state=bytes(row[4]),
+            )
+            for row in rows
+        ]
     raise TypeError(f"unsupported recorder {type(recorder).__name__}")

@@ -14,11 +14,13 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from projections.audit import audit
+from projections.events import decode
 from projections.projector import Projector
 from projections.read_model import Keys
 from runtime.cli import app
 from runtime.demo_store import append_sample
 from tests.integration.test_projection_support import customer_service
+from write_side.store_queries import notifications_of_customer
 
 
 @pytest.fixture
@@ -216,3 +218,25 @@ def test_audit_json_is_one_object_and_plain_progress_lines_go_to_stderr(
     # Not a terminal: plain lines, no progress bar drawing.
     assert "audit: pass 1/1" in result.stderr
     assert "\x1b[" not in result.stderr
+
+
+def test_one_customer_is_audited_from_the_events_naming_it_alone(
+    event_store_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(redis_prefix)
+    with customer_service(event_store_url) as service:
+        for customer_id in (7, 17, 70, 77):  # ids that contain one another's digits
+            service.register_customer(customer_id, {"first_name": f"C{customer_id}"})
+            service.place_order(customer_id, Decimal("1.00"))
+        service.place_order(7, Decimal("2.00"))
+        Projector(service.recorder, client, keys).catch_up()
+
+        mentions = notifications_of_customer(service.recorder, 7)
+        decoded = [decode(n) for n in mentions]
+        assert [getattr(c, "customer_id", None) for c in decoded] == [7, 7, 7]
+        assert audit(service.recorder, client, keys, customer_id=7).clean
+
+        client.hincrby(keys.customer(1, 7), "s", 1)
+        report = audit(service.recorder, client, keys, customer_id=7)
+    assert [(d.customer_id, d.field) for d in report.differences] == [(7, "total_spent")]
