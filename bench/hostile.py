@@ -53,6 +53,7 @@ import orjson
 
 from bench.common import (
     RESULTS_DIR,
+    cpu_seconds,
     fresh_postgres_database,
     fresh_redis_prefix,
     percentile,
@@ -360,15 +361,6 @@ def serving(env: dict[str, str], port: int, probe: str, staff: str, log: Path) -
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds a process has used so far, from /proc/PID/stat."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:

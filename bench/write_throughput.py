@@ -37,7 +37,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.application import Application
 
-from bench.common import RESULTS_DIR, fresh_postgres_database, write_json
+from bench.common import RESULTS_DIR, cpu_seconds, fresh_postgres_database, write_json
 from bench.common_machine import describe_machine
 from runtime.settings import event_store_env
 from write_side.application import CustomerService
@@ -98,15 +98,6 @@ def start_server(store_url: str, port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
     server.terminate()
     raise SystemExit("write-api did not start listening within 30 s")
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a process has used so far (Linux), else None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Load:
