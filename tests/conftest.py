@@ -80,3 +80,14 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
                 client.delete(*keys[start : start + 500])
     finally:
         client.close()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, redis_url: str, redis_prefix: str) -> dict[str, str]:
+    """The CLI's environment for one test: its own SQLite store, Redis prefix and DATA_DIR."""
+    return {
+        "EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.sqlite'}",
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": redis_prefix,
+        "DATA_DIR": str(tmp_path / "data"),
+    }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import orjson
 import pytest
@@ -21,16 +20,6 @@ from runtime.cli import app
 from runtime.demo_store import append_sample
 from tests.integration.test_projection_support import customer_service
 from write_side.store_queries import notifications_of_customer
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, redis_url: str, redis_prefix: str) -> dict[str, str]:
-    return {
-        "EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.sqlite'}",
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": redis_prefix,
-        "DATA_DIR": str(tmp_path / "data"),
-    }
 
 
 def test_audit_of_a_faithful_read_model_is_clean(cli_env: dict[str, str]) -> None:

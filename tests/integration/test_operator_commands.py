@@ -23,20 +23,10 @@ from tests.integration.test_projection_support import customer_service
 from tests.support.live_app import serving
 
 
-@pytest.fixture
-def env(tmp_path: Path, redis_url: str, redis_prefix: str) -> dict[str, str]:
-    return {
-        "EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.sqlite'}",
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": redis_prefix,
-        "DATA_DIR": str(tmp_path / "data"),
-    }
-
-
-def stop_at_a_poison_event(env: dict[str, str]) -> int:
+def stop_at_a_poison_event(cli_env: dict[str, str]) -> int:
     """A store whose second event nobody here understands; projected up to it."""
-    client = redis.Redis.from_url(env["REDIS_URL"])
-    with customer_service(env["EVENT_STORE_URL"]) as service:
+    client = redis.Redis.from_url(cli_env["REDIS_URL"])
+    with customer_service(cli_env["EVENT_STORE_URL"]) as service:
         service.register_customer(None, {"first_name": "Before"})
         service.recorder.insert_events(
             [StoredEvent(uuid.uuid4(), 1, "customers.Martian.Landed", b"{}")]
@@ -45,18 +35,18 @@ def stop_at_a_poison_event(env: dict[str, str]) -> int:
         assert poison is not None
         service.register_customer(None, {"first_name": "After"})
         with pytest.raises(UnprojectableEventError):
-            Projector(service.recorder, client, Keys(env["REDIS_PREFIX"])).catch_up()
+            Projector(service.recorder, client, Keys(cli_env["REDIS_PREFIX"])).catch_up()
     return poison
 
 
 def test_dead_letters_lists_each_with_its_reason_then_who_skipped_it(
-    env: dict[str, str],
+    cli_env: dict[str, str],
 ) -> None:
     runner = CliRunner()
-    assert "no dead letters" in runner.invoke(app, ["dead-letters"], env=env).output
+    assert "no dead letters" in runner.invoke(app, ["dead-letters"], env=cli_env).output
 
-    poison = stop_at_a_poison_event(env)
-    listed = runner.invoke(app, ["dead-letters", "--json"], env=env)
+    poison = stop_at_a_poison_event(cli_env)
+    listed = runner.invoke(app, ["dead-letters", "--json"], env=cli_env)
     assert listed.exit_code == 0, listed.output
     [letter] = [json.loads(line) for line in listed.stdout.splitlines()]
     assert (letter["position"], letter["topic"]) == (poison, "customers.Martian.Landed")
@@ -65,35 +55,35 @@ def test_dead_letters_lists_each_with_its_reason_then_who_skipped_it(
     assert letter["skipped_by"] is None
 
     # --skip records the decision and exits: it does not start projecting.
-    skipped = runner.invoke(app, ["project", "--skip", str(poison)], env=env)
+    skipped = runner.invoke(app, ["project", "--skip", str(poison)], env=cli_env)
     assert skipped.exit_code == 0, skipped.output
     assert "recorded" in skipped.output
     assert "projecting from position" not in skipped.output
     [letter] = [
         json.loads(line)
-        for line in runner.invoke(app, ["dead-letters", "--json"], env=env).stdout.splitlines()
+        for line in runner.invoke(app, ["dead-letters", "--json"], env=cli_env).stdout.splitlines()
     ]
     assert letter["skipped_by"]
     assert letter["skipped_at"]
 
 
 def test_a_serving_process_reports_its_projector_lag_and_dead_letters(
-    env: dict[str, str],
+    cli_env: dict[str, str],
 ) -> None:
-    poison = stop_at_a_poison_event(env)
+    poison = stop_at_a_poison_event(cli_env)
     settings = Settings(
-        EVENT_STORE_URL=env["EVENT_STORE_URL"],
-        REDIS_PREFIX=env["REDIS_PREFIX"],
-        DATA_DIR=Path(env["DATA_DIR"]),
+        EVENT_STORE_URL=cli_env["EVENT_STORE_URL"],
+        REDIS_PREFIX=cli_env["REDIS_PREFIX"],
+        DATA_DIR=Path(cli_env["DATA_DIR"]),
     )
     container = Container(settings)
     keys = container.redis_keys
-    client = redis.Redis.from_url(env["REDIS_URL"])
+    client = redis.Redis.from_url(cli_env["REDIS_URL"])
     projector = Projector(container.write_service.recorder, client, keys)
     projector.beat(every=0)  # a projector renews this every second while it runs
     running = [True]
     try:
-        app_ = create_app(container, env["REDIS_URL"])
+        app_ = create_app(container, cli_env["REDIS_URL"])
         app_.state.projector_running = lambda: running[0]
         with serving(app_) as base_url:
             metrics = httpx.get(f"{base_url}/metrics").text
