@@ -29,7 +29,8 @@ Headers = list[tuple[bytes, bytes]]
 
 ROUTE_KEY = "edge.route"  # where a fast path names the route template it answered
 # A fast path with a finished answer hands it to scope[RESPOND_KEY](status, headers, body)
-# instead of sending ASGI messages; the server may write it at once (RAW_CYCLE_KEY).
+# instead of sending ASGI messages; the server may write it at once (RAW_CYCLE_KEY), else
+# that call returns an awaitable which sends it.
 RESPOND_KEY = "edge.respond"
 RAW_CYCLE_KEY = "edge.raw_cycle"
 UNMATCHED = "unmatched"
@@ -197,15 +198,21 @@ class _Reply:
             message = {**message, "body": b""}
         return self._send(message)
 
-    async def respond(self, status: int, headers: Headers, body: bytes) -> None:
-        """A whole answer at once (headers include Content-Length): written directly when
-        the server allows, else as the two ASGI messages."""
+    def respond(self, status: int, headers: Headers, body: bytes) -> Awaitable[None] | None:
+        """A whole answer at once (headers include Content-Length). None once written
+        directly, which the server allows in the common case; else what sends it as the
+        two ASGI messages, to await."""
         raw = self.raw
-        if raw is not None and not self.started:
-            common = [*headers, *self._common]
-            if raw(self.raw_cycle, status, common, body):
-                self.started, self.status = True, status
-                return
+        if (
+            raw is not None
+            and not self.started
+            and raw(self.raw_cycle, status, [*headers, *self._common], body)
+        ):
+            self.started, self.status = True, status
+            return None
+        return self._respond_by_messages(status, headers, body)
+
+    async def _respond_by_messages(self, status: int, headers: Headers, body: bytes) -> None:
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
 

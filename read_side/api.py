@@ -202,7 +202,9 @@ class CustomerFastPath:
         self._app = app
         self._reader = reader
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the coroutine that answers: one coroutine less
+        # for every request to create and step through (the read path is the hottest).
         path: str = scope.get("path", "")
         reader = self._reader()
         if (
@@ -213,8 +215,10 @@ class CustomerFastPath:
             or len(path) == len(PATH_PREFIX)  # no id: no such route, as in the framework
             or "/" in path[len(PATH_PREFIX) :]
         ):
-            await self._app(scope, receive, send)
-            return
+            return self._app(scope, receive, send)
+        return self._serve(reader, scope, path[len(PATH_PREFIX) :], send)
+
+    async def _serve(self, reader: CustomerReader, scope: Scope, segment: str, send: Send) -> None:
         scope[ROUTE_KEY] = ROUTE
         authorization: bytes | None = None
         min_position = if_none_match = None
@@ -225,15 +229,15 @@ class CustomerFastPath:
                 min_position = value.decode("latin-1")
             elif name == b"if-none-match":
                 if_none_match = value.decode("latin-1")
-        reply = await reader.reply(
-            path[len(PATH_PREFIX) :], authorization, min_position, if_none_match
-        )
+        reply = await reader.reply(segment, authorization, min_position, if_none_match)
         headers = reply.headers
         if reply.status != 304:
             headers = [*headers, (b"content-length", str(len(reply.body)).encode())]
         respond = scope.get(RESPOND_KEY)
         if respond is not None:  # the edge pipeline: the whole answer at once
-            await respond(reply.status, headers, reply.body)
+            unsent = respond(reply.status, headers, reply.body)
+            if unsent is not None:
+                await unsent
             return
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})

@@ -15,7 +15,7 @@ import contextlib
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import unquote, urlparse
 
@@ -112,9 +112,18 @@ class RedisLink:
         self.connections = 0
         self.on_connect: Callable[[], None] | None = None
 
-    async def execute(self, *args: str | bytes | int) -> Any:
-        protocol = self._protocol or await self._connect()
-        return await self._send(protocol, hiredis.pack_command(args))  # type: ignore[arg-type]  # stub says 1-tuple
+    def execute(self, *args: str | bytes | int) -> Awaitable[Any]:
+        """The reply to one command, to await (StoreUnavailableError, RedisReplyError)."""
+        packed = hiredis.pack_command(args)  # type: ignore[arg-type]  # stub says 1-tuple
+        protocol = self._protocol
+        if protocol is None:
+            return self._connect_and_send(packed)
+        # Connected: the reply's future itself, with no coroutine around it to create
+        # and step through; this runs for every read.
+        return self._send(protocol, packed)
+
+    async def _connect_and_send(self, packed: bytes) -> Any:
+        return await self._send(await self._connect(), packed)
 
     async def close(self) -> None:
         self._closed = True

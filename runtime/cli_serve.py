@@ -146,7 +146,7 @@ def _uvicorn(app: Any, container: Container) -> None:
 def serve() -> None:
     """All in one: write API, read API and projector in one process on HOST:PORT."""
     from projections.projector import Projector
-    from runtime.http import create_app
+    from runtime.http import build_app
     from runtime.redis_store import RedisSupervisor
 
     container = _open()
@@ -177,7 +177,9 @@ def serve() -> None:
             threading.Thread(
                 target=supervisor.run, args=(stop,), name="redis-supervisor", daemon=True
             ).start()
-        app = create_app(container, redis_url, wake_projector=projector.notify)
+        app = build_app(
+            container, write=True, read=True, redis_url=redis_url, wake_projector=projector.notify
+        )
         app.state.projector_running = projector_thread.is_alive  # for /readyz
         app.state.read_side.metrics.gauge(
             "projector_events_applied_total",
@@ -198,11 +200,11 @@ def serve() -> None:
 
 def read_api() -> None:
     """The staff read API alone (GET /api/customers/{id}, /healthz, /readyz, /metrics)."""
-    from runtime.http import create_read_app
+    from runtime.http import build_app
 
     container = _open()
     try:
-        app = create_read_app(container, _redis_url(container))
+        app = build_app(container, write=False, read=True, redis_url=_redis_url(container))
         _uvicorn(app, container)
     finally:
         container.close()
@@ -210,11 +212,11 @@ def read_api() -> None:
 
 def write_api() -> None:
     """The producers' write API alone."""
-    from runtime.http import create_write_app
+    from runtime.http import build_app
 
     container = _open()
     try:
-        _uvicorn(create_write_app(container), container)
+        _uvicorn(build_app(container, write=True, read=False), container)
     finally:
         container.close()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,30 +31,6 @@ DESCRIPTION = (
 )
 
 
-def create_write_app(container: Container) -> ServiceApp:
-    """The producers' API alone."""
-    app = ServiceApp(
-        title="Customers write API",
-        description=DESCRIPTION,
-        version="0.1.0",
-        docs_url=None,
-        redoc_url=None,
-        lifespan=_lifespan(),
-    )
-    app.state.write_service = container.write_service
-    app.state.write_keys = container.write_keys
-    install_error_handlers(app)
-    install_method_gate(app, key_directory_role(container.write_keys), write_router)
-    app.include_router(write_router)
-    app.fast_path = FastOrderPlacement(app.framework, container.order_desk)
-    app.edge = EdgePipeline(app.dispatch, _limits(container), None, respond_at_once)
-    app.add_api_route(
-        "/healthz", healthz, response_model=Health, tags=["operations"], summary="Alive"
-    )
-    document_api(app)
-    return app
-
-
 def _limits(container: Container) -> EdgeLimits:
     return EdgeLimits(max_body_bytes=container.settings.MAX_BODY_BYTES)
 
@@ -77,19 +53,23 @@ class ServiceApp(FastAPI):
         super().__init__(redirect_slashes=False, **kwargs)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # A coroutine function, as servers tell ASGI 3 apps by it; the serving commands
+        # enter at `edge` itself (runtime.server_config), one layer less per request.
         if self.edge is not None:
             await self.edge(scope, receive, send)
         else:
             await self.dispatch(scope, receive, send)
 
-    async def dispatch(self, scope: Any, receive: Any, send: Any) -> None:
+    def dispatch(self, scope: Any, receive: Any, send: Any) -> Coroutine[Any, Any, None]:
+        """Inside the edge: the fast paths, which hand the rest to the framework. Plain
+        functions handing on the next layer's coroutine: each layer in between would
+        otherwise be one more coroutine for every request to step through."""
         if self.fast_path is not None:
-            await self.fast_path(scope, receive, send)
-        else:
-            await self.framework(scope, receive, send)
+            return self.fast_path(scope, receive, send)  # type: ignore[return-value]
+        return self.framework(scope, receive, send)
 
-    async def framework(self, scope: Any, receive: Any, send: Any) -> None:
-        await super().__call__(scope, receive, send)
+    def framework(self, scope: Any, receive: Any, send: Any) -> Coroutine[Any, Any, None]:
+        return super().__call__(scope, receive, send)
 
 
 def _mount_read_side(
@@ -156,26 +136,6 @@ def _store_head(container: Container) -> Callable[[], int]:
     return head
 
 
-def create_read_app(container: Container, redis_url: str | None = None) -> ServiceApp:
-    """Staff reads alone: GET /api/customers/{id}, /healthz, /readyz, /metrics."""
-    read_side = build_read_side(container, redis_url)
-    app = ServiceApp(
-        title="Customers read API",
-        description=DESCRIPTION,
-        version="0.1.0",
-        docs_url=None,
-        redoc_url=None,
-        lifespan=_lifespan(read_side),
-    )
-    install_error_handlers(app)
-    install_method_gate(app, read_grants_role(read_side), read_router, service_router)
-    app.fast_path = _mount_read_side(app, read_side, _store_head(container))
-    app.state.store_required = False  # reads need Redis only; /readyz reports the store
-    app.edge = EdgePipeline(app.dispatch, _limits(container), _observer(read_side), respond_at_once)
-    document_api(app)
-    return app
-
-
 class WakeOnWrite:
     """ASGI middleware: after a successful write, wake the in-process projector at once.
 
@@ -204,30 +164,60 @@ class WakeOnWrite:
             self._wake()
 
 
-def create_app(
+TITLES = {
+    (True, True): "Customers API",
+    (False, True): "Customers read API",
+    (True, False): "Customers write API",
+}
+
+
+def build_app(
     container: Container,
-    redis_url: str | None = None,
     *,
+    write: bool,
+    read: bool,
+    redis_url: str | None = None,
     wake_projector: Callable[[], None] | None = None,
 ) -> ServiceApp:
-    """All in one: the producers' API and the staff read API in one app."""
-    read_side = build_read_side(container, redis_url)
+    """The HTTP app: the producers' API (`write`), the staff reads with /healthz, /readyz and
+    /metrics (`read`), or both in one. `wake_projector`: an in-process projector to wake
+    after each write."""
+    if not (write or read):
+        raise ValueError("an app serves writes, reads or both")
+    read_side = build_read_side(container, redis_url) if read else None
     app = ServiceApp(
-        title="Customers API",
+        title=TITLES[write, read],
         description=DESCRIPTION,
         version="0.1.0",
         docs_url=None,
         redoc_url=None,
         lifespan=_lifespan(read_side),
     )
-    app.state.write_service = container.write_service
-    app.state.write_keys = container.write_keys
     install_error_handlers(app)
-    install_method_gate(app, read_grants_role(read_side), write_router, read_router, service_router)
-    app.include_router(write_router)
-    customer_reads = _mount_read_side(app, read_side, _store_head(container))
-    app.fast_path = FastOrderPlacement(customer_reads, container.order_desk)
-    app.edge = EdgePipeline(app.dispatch, _limits(container), _observer(read_side), respond_at_once)
+    routers = [write_router] if write else []
+    if read_side is not None:
+        routers += [read_router, service_router]
+        install_method_gate(app, read_grants_role(read_side), *routers)
+    else:
+        install_method_gate(app, key_directory_role(container.write_keys), *routers)
+    inner: ASGIApp = app.framework
+    if write:
+        app.state.write_service = container.write_service
+        app.state.write_keys = container.write_keys
+        app.include_router(write_router)
+    if read_side is not None:
+        inner = _mount_read_side(app, read_side, _store_head(container))
+        # Reads need Redis only: a read API stays ready while the event store is down.
+        app.state.store_required = write
+    else:
+        app.add_api_route(
+            "/healthz", healthz, response_model=Health, tags=["operations"], summary="Alive"
+        )
+    if write:
+        inner = FastOrderPlacement(inner, container.order_desk)
+    app.fast_path = inner
+    observer = None if read_side is None else _observer(read_side)
+    app.edge = EdgePipeline(app.dispatch, _limits(container), observer, respond_at_once)
     if wake_projector is not None:
         # Orders placed by the desk wake it per batch; the framework's writes per request.
         container.order_desk.on_placed(wake_projector)

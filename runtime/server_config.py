@@ -28,8 +28,10 @@ def uvicorn_config(
     app: Any, settings: Settings, *, host: str | None = None, port: int | None = None
 ) -> uvicorn.Config:
     """The server for `app`: on HOST:PORT from `settings` unless `host`/`port` are given."""
+    # A ServiceApp is entered at its edge pipeline, what its own __call__ would do first.
+    served = getattr(app, "edge", None) or app
     return uvicorn.Config(
-        app,
+        served,
         host=settings.HOST if host is None else host,
         port=settings.PORT if port is None else port,
         loop="uvloop",

@@ -11,14 +11,14 @@ from __future__ import annotations
 import uvicorn
 
 from runtime.container import Container
-from runtime.http import create_read_app
+from runtime.http import build_app
 from runtime.http_protocol import CoalescingHttpToolsProtocol
 from runtime.settings import Settings
 
 
 def main() -> None:
     settings = Settings()
-    app = create_read_app(Container(settings))
+    app = build_app(Container(settings), write=False, read=True)
     app.fast_path = None
     uvicorn.run(
         app,

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from runtime.container import Container
-from runtime.http import ServiceApp, create_app
+from runtime.http import ServiceApp, build_app
 from runtime.settings import Settings
 from tests.support.live_app import serving
 from tests.support.waiting import wait_until
@@ -35,7 +35,7 @@ def all_in_one(event_store_url: str, redis_url: str, redis_prefix: str) -> Itera
     try:
         admin_key = container.write_service.issue_api_key("e2e-admin", "admin").key
         projector.start()
-        app = create_app(container, wake_projector=container.projector.notify)
+        app = build_app(container, write=True, read=True, wake_projector=container.projector.notify)
         with serving(app) as base_url:
             # Staff reads need the key projected; writes check the event store directly.
             key_hash = hashlib.sha256(admin_key.encode()).hexdigest()

@@ -14,7 +14,7 @@ import pytest
 
 from projections.audit import history
 from runtime.container import Container
-from runtime.http import create_read_app
+from runtime.http import build_app
 from runtime.settings import Settings
 from tests.support.live_app import serving
 from write_side.application import CustomerService
@@ -103,7 +103,7 @@ def test_served_bodies_equal_the_fold_of_the_events(container: Container) -> Non
     assert sorted(expected) == sorted(ids)
 
     with (
-        serving(create_read_app(container)) as base_url,
+        serving(build_app(container, write=False, read=True)) as base_url,
         httpx.Client(base_url=base_url, timeout=10) as client,
     ):
         headers = {"Authorization": f"Token {admin_key}", "X-Min-Position": str(applied)}

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from edge.ids import MAX_CUSTOMER_ID
 from runtime.container import Container
-from runtime.http import ServiceApp, create_app, create_read_app, create_write_app
+from runtime.http import ServiceApp, build_app
 from runtime.settings import Settings
 from tests.support.live_app import serving
 from write_side import schemas
@@ -25,9 +25,13 @@ from write_side import schemas
 NEVER_CONNECTED_REDIS = "redis://127.0.0.1:1/0"
 
 FACTORIES: dict[str, Callable[[Container], ServiceApp]] = {
-    "all-in-one": lambda container: create_app(container, NEVER_CONNECTED_REDIS),
-    "read": lambda container: create_read_app(container, NEVER_CONNECTED_REDIS),
-    "write": create_write_app,
+    "all-in-one": lambda container: build_app(
+        container, write=True, read=True, redis_url=NEVER_CONNECTED_REDIS
+    ),
+    "read": lambda container: build_app(
+        container, write=False, read=True, redis_url=NEVER_CONNECTED_REDIS
+    ),
+    "write": lambda container: build_app(container, write=True, read=False),
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
@@ -162,7 +166,7 @@ def test_the_running_api_accepts_every_documented_example(
     examples = examples_by_operation(all_in_one)
     key = container.write_service.issue_api_key("docs-examples", "producer").key
     headers = {"Authorization": f"Token {key}"}
-    with serving(create_write_app(container)) as base_url:
+    with serving(build_app(container, write=True, read=False)) as base_url:
 
         def post(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
             response = httpx.request(

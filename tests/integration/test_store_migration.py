@@ -19,7 +19,7 @@ from runtime.cli import app
 from runtime.container import Container
 from runtime.demo_store import append_sample
 from runtime.event_store import open_customer_service
-from runtime.http import create_write_app
+from runtime.http import build_app
 from runtime.settings import Settings
 from runtime.store_migration import MigrationError, migrate
 from write_side.domain.idempotency import IdempotencyRecord
@@ -45,7 +45,7 @@ def fill_sqlite_store(url: str) -> None:
             container.write_service, 15, seed=71, progress_console=Console(file=io.StringIO())
         )
         key = container.write_service.issue_api_key("orders-service", "producer").key
-        with TestClient(create_write_app(container)) as client:
+        with TestClient(build_app(container, write=True, read=False)) as client:
             placed = client.post(
                 "/api/orders",
                 json={"customer_id": 3, "amount": "4.20"},

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from runtime.container import Container
-from runtime.http import ServiceApp, create_write_app
+from runtime.http import ServiceApp, build_app
 from runtime.settings import Settings
 from write_side.application import CustomerService
 from write_side.domain.order import Order
@@ -70,7 +70,7 @@ def container(event_store_url: str) -> Iterator[Container]:
 @pytest.fixture
 def api(container: Container) -> Iterator[WriteApi]:
     issued = container.write_service.issue_api_key("orders-service", "producer")
-    app = create_write_app(container)
+    app = build_app(container, write=True, read=False)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield WriteApi(client, container.write_service, issued.key)
 

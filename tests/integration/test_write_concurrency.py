@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from runtime.container import Container
-from runtime.http import create_write_app
+from runtime.http import build_app
 from runtime.settings import Settings, event_store_env
 from write_side.application import CustomerNotFoundError, CustomerService, Written
 from write_side.domain.customer import Customer, CustomerInactiveError
@@ -131,7 +131,7 @@ def test_200_concurrent_orders_for_one_customer_are_all_recorded(event_store_url
     service = container.write_service
     key = service.issue_api_key("shop", "producer").key
     customer_id = service.register_customer(None, {}).result["id"]
-    app = create_write_app(container)
+    app = build_app(container, write=True, read=False)
 
     async def place_all() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from runtime.container import Container
-from runtime.http import create_write_app
+from runtime.http import build_app
 from runtime.settings import Settings
 from tests.integration.test_write_api import WriteApi
 from write_side.application import IdempotencyClaim
@@ -24,7 +24,9 @@ from write_side.domain.ids import idempotency_stream_id
 def api(event_store_url: str) -> Iterator[WriteApi]:
     container = Container(Settings(EVENT_STORE_URL=event_store_url))
     key = container.write_service.issue_api_key("orders-service", "producer").key
-    with TestClient(create_write_app(container), raise_server_exceptions=False) as client:
+    with TestClient(
+        build_app(container, write=True, read=False), raise_server_exceptions=False
+    ) as client:
         yield WriteApi(client, container.write_service, key)
     container.close()
 
@@ -179,7 +181,10 @@ def test_two_racing_requests_with_one_key_on_two_processes_append_once(
     containers = [Container(Settings(EVENT_STORE_URL=event_store_url)) for _ in range(2)]
     key = containers[0].write_service.issue_api_key("shop", "producer").key
     customer_id = containers[0].write_service.register_customer(None, {}).result["id"]
-    clients = [TestClient(create_write_app(c), raise_server_exceptions=False) for c in containers]
+    clients = [
+        TestClient(build_app(c, write=True, read=False), raise_server_exceptions=False)
+        for c in containers
+    ]
     start = threading.Barrier(8)
 
     def send(i: int) -> Any:

@@ -19,7 +19,7 @@ from eventsourcing.persistence import OperationalError
 from fastapi.testclient import TestClient
 
 from runtime.container import Container
-from runtime.http import create_write_app
+from runtime.http import build_app
 from runtime.settings import Settings
 from tests.conftest import with_query
 from tests.support.waiting import wait_until
@@ -114,7 +114,9 @@ def test_writes_answer_503_with_retry_after_while_postgresql_is_unreachable(
     key = container.write_service.issue_api_key("shop", "producer").key
     headers = {"Authorization": f"Token {key}"}
     try:
-        with TestClient(create_write_app(container), raise_server_exceptions=False) as client:
+        with TestClient(
+            build_app(container, write=True, read=False), raise_server_exceptions=False
+        ) as client:
             # The store is up: a write succeeds.
             assert client.post("/api/customers", json={}, headers=headers).status_code == 201
             # The store becomes unreachable: every connection is cut, new ones refused.
@@ -141,7 +143,9 @@ def test_writes_after_postgresql_restarted_succeed_on_new_connections(
     key = container.write_service.issue_api_key("shop", "producer").key
     headers = {"Authorization": f"Token {key}"}
     try:
-        with TestClient(create_write_app(container), raise_server_exceptions=False) as client:
+        with TestClient(
+            build_app(container, write=True, read=False), raise_server_exceptions=False
+        ) as client:
             # Enough at once that several pooled connections are in use.
             with ThreadPoolExecutor(8) as pool:
                 warm = list(
@@ -172,7 +176,9 @@ def test_writes_answer_503_while_postgresql_hangs_and_succeed_once_it_answers(
     key = container.write_service.issue_api_key("shop", "producer").key
     headers = {"Authorization": f"Token {key}"}
     try:
-        with TestClient(create_write_app(container), raise_server_exceptions=False) as client:
+        with TestClient(
+            build_app(container, write=True, read=False), raise_server_exceptions=False
+        ) as client:
             assert client.post("/api/customers", json={}, headers=headers).status_code == 201
             # The server hangs: open connections get no answer, new ones no greeting.
             relay.freeze()

@@ -10,7 +10,7 @@ from typer.testing import CliRunner, Result
 
 from runtime.cli import app as cli
 from runtime.container import Container
-from runtime.http import create_write_app
+from runtime.http import build_app
 from runtime.settings import Settings
 from tests.support.waiting import wait_until
 from write_side.domain.api_key import hash_key
@@ -65,7 +65,9 @@ def test_a_key_revoked_through_the_cli_is_refused_by_the_write_api_within_a_seco
 ) -> None:
     key = container.write_service.issue_api_key("shop", "producer").key
     headers = {"Authorization": f"Token {key}"}
-    with TestClient(create_write_app(container), raise_server_exceptions=False) as client:
+    with TestClient(
+        build_app(container, write=True, read=False), raise_server_exceptions=False
+    ) as client:
         # The key works, and the app has cached it.
         assert client.post("/api/customers", json={}, headers=headers).status_code == 201
         # An operator revokes it from another process.
@@ -87,7 +89,9 @@ def test_a_key_created_by_another_process_works_at_once(
     event_store_url: str, container: Container
 ) -> None:
     first = container.write_service.issue_api_key("first", "producer").key
-    with TestClient(create_write_app(container), raise_server_exceptions=False) as client:
+    with TestClient(
+        build_app(container, write=True, read=False), raise_server_exceptions=False
+    ) as client:
         # The running app has just loaded its keys.
         first_headers = {"Authorization": f"Token {first}"}
         assert client.post("/api/customers", json={}, headers=first_headers).status_code == 201
