@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
 from edge.errors import install_error_handlers
@@ -31,6 +32,14 @@ DESCRIPTION = (
 )
 
 
+NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
+
 def _limits(container: Container) -> EdgeLimits:
     return EdgeLimits(max_body_bytes=container.settings.MAX_BODY_BYTES)
 
@@ -50,7 +59,10 @@ class ServiceApp(FastAPI):
 
     def __init__(self, **kwargs: Any) -> None:
         # `/x/` is not `/x`: no redirect before authentication, a 404 like any unknown path.
-        super().__init__(redirect_slashes=False, **kwargs)
+        # FastAPI's own OpenTelemetry hooks stay off: the fast paths never pass through
+        # them, so they would see only some requests, and asking whether a provider is
+        # configured costs every framework request; /metrics covers every path.
+        super().__init__(redirect_slashes=False, telemetry=NO_TELEMETRY, **kwargs)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # A coroutine function, as servers tell ASGI 3 apps by it; the serving commands
