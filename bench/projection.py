@@ -49,7 +49,7 @@ from bench.common import (
 )
 from bench.common_data import bulk_load_customers, sample_customers
 from projections.customer_view import CustomerRecord, apply
-from projections.events import (
+from projections.event_decoding import (
     CANCELLED,
     DEACTIVATED,
     LOGGED_IN,

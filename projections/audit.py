@@ -17,7 +17,7 @@ import redis
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
 from projections.customer_view import CustomerRecord, apply, fold
-from projections.events import (
+from projections.event_decoding import (
     CustomerChange,
     KeyChange,
     UnprojectableEventError,

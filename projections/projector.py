@@ -29,7 +29,7 @@ import redis
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError
 from redis.exceptions import NoScriptError, ResponseError
 
-from projections.events import (
+from projections.event_decoding import (
     LOGGED_IN,
     PROFILE_UPDATED,
     REGISTERED,

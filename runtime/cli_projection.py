@@ -145,7 +145,7 @@ def rebuild_command() -> None:
     """Rebuild the read model into a fresh generation while the current one serves reads."""
     from redis.exceptions import RedisError
 
-    from projections.events import UnprojectableEventError
+    from projections.event_decoding import UnprojectableEventError
     from projections.projector import ProjectionStoreError
     from projections.rebuild import RebuildError, rebuild
 

@@ -16,13 +16,13 @@ from eventsourcing.persistence import StoredEvent
 from rich.console import Console
 from typer.testing import CliRunner
 
-from projections.events import UnprojectableEventError
+from projections.event_decoding import UnprojectableEventError
 from projections.projector import Projector, record_skip
 from projections.read_model import Keys
 from projections.status import projection_status
 from runtime.cli import app
 from runtime.demo_store import append_sample
-from tests.integration.test_projection_support import (
+from tests.support.projection_helpers import (
     all_projected,
     applied_position,
     customer_service,

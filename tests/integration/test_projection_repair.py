@@ -16,7 +16,7 @@ from projections.read_model import Keys
 from projections.rebuild import rebuild
 from projections.repair import ReadModelLostError, clear_if_repaired, mark, read_marker
 from runtime.demo_store import append_sample
-from tests.integration.test_projection_support import (
+from tests.support.projection_helpers import (
     all_projected,
     applied_position,
     customer_service,

@@ -15,7 +15,7 @@ from projections.projector import Projector, current_generation
 from projections.read_model import Keys
 from projections.rebuild import RebuildError, rebuild
 from runtime.demo_store import append_sample
-from tests.integration.test_projection_support import (
+from tests.support.projection_helpers import (
     all_projected,
     customer_service,
     folded,

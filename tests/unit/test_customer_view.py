@@ -9,7 +9,7 @@ import pytest
 from eventsourcing.persistence import Notification
 
 from projections.customer_view import CustomerRecord, apply, fold
-from projections.events import (
+from projections.event_decoding import (
     CANCELLED,
     DEACTIVATED,
     LOGGED_IN,
