@@ -25,8 +25,8 @@ from projections.event_decoding import (
     decode,
     event_time,
 )
-from projections.projector import APPLICATION_NAME, current_generation
-from projections.read_model import Keys, applied_position, customer_document
+from projections.generation import current_generation
+from projections.read_model import APPLICATION_NAME, Keys, applied_position, customer_document
 from write_side.store_queries import notifications_of_customer
 
 PAGE = 5000

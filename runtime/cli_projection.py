@@ -74,7 +74,9 @@ def project(
     With --skip N: record the decision to step over dead letter N and exit (a running
     projector takes it up within a second), unless --then-project.
     """
-    from projections.projector import DEFAULT_PAGE_SIZE, record_skip
+    from projections.dead_letters import record_skip
+    from projections.live_loop import run_live
+    from projections.projector import DEFAULT_PAGE_SIZE
 
     container = _container()
     try:
@@ -96,7 +98,7 @@ def project(
             f"{projector.generation}; stop with Ctrl-C",
             highlight=False,
         )
-        projector.run(stop)
+        run_live(projector, stop)
     finally:
         container.close()
 
@@ -146,7 +148,7 @@ def rebuild_command() -> None:
     from redis.exceptions import RedisError
 
     from projections.event_decoding import UnprojectableEventError
-    from projections.projector import ProjectionStoreError
+    from projections.page_commands import ProjectionStoreError
     from projections.rebuild import RebuildError, rebuild
 
     container = _container()
