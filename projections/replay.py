@@ -16,11 +16,11 @@ from projections.event_decoding import (
     CustomerChange,
     KeyChange,
     UnprojectableEventError,
-    canonical_time,
     decode,
     event_time,
 )
 from projections.read_model import customer_document
+from projections.stored_fields import canonical_time
 
 PAGE = 5000
 
