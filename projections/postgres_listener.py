@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.sql import SQL, Identifier
 
 logger = logging.getLogger(__name__)
 
@@ -14,7 +15,7 @@ logger = logging.getLogger(__name__)
 class PostgresListener:
     """Sets an event on every NOTIFY of the event store's channel, in a thread of its own."""
 
-    def __init__(self, recorder: Any, wake: threading.Event) -> None:
+    def __init__(self, recorder: PostgresApplicationRecorder, wake: threading.Event) -> None:
         self._recorder = recorder
         self._wake = wake
         self._stopped = threading.Event()
@@ -25,10 +26,6 @@ class PostgresListener:
         cls, recorder: ApplicationRecorder, wake: threading.Event
     ) -> PostgresListener | None:
         """A started listener, or None for a store that sends no notifications (SQLite)."""
-        try:
-            from eventsourcing.postgres import PostgresApplicationRecorder
-        except ImportError:  # pragma: no cover - psycopg is a dependency
-            return None
         if not isinstance(recorder, PostgresApplicationRecorder):
             return None
         listener = cls(recorder, wake)
@@ -40,8 +37,6 @@ class PostgresListener:
         self._thread.join(timeout=5)
 
     def _listen(self) -> None:
-        from psycopg.sql import SQL, Identifier
-
         while not self._stopped.is_set():
             try:
                 with self._recorder.datastore.get_connection() as conn:
