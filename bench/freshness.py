@@ -277,7 +277,7 @@ def measure_store(
 
 def count_orders(client: redis.Redis, keys: Keys) -> int:
     """Total orders over every customer record: each write must be there exactly once."""
-    from projections.projector import current_generation
+    from projections.generation import current_generation
 
     generation = current_generation(client, keys)
     pipe = client.pipeline(transaction=False)
@@ -334,6 +334,7 @@ def stop_process(child: subprocess.Popen[bytes]) -> None:
 
 def run_projector_process(store_url: str, prefix: str) -> int:
     """Project until SIGTERM."""
+    from projections.live_loop import run_live
     from projections.projector import Projector
     from runtime.settings import event_store_env
 
@@ -342,7 +343,7 @@ def run_projector_process(store_url: str, prefix: str) -> int:
     service = CustomerService(event_store_env(store_url))
     client = redis.Redis.from_url(redis_url())
     try:
-        Projector(service.recorder, client, Keys(prefix)).run(stop)
+        run_live(Projector(service.recorder, client, Keys(prefix)), stop)
     finally:
         client.close()
         service.close()
@@ -357,6 +358,7 @@ def run_producer_process(
     with_projector: also run the projector here, woken after each append (SQLite, which
     has no cross-process notifications, as `customers serve` runs it).
     """
+    from projections.live_loop import run_live
     from projections.projector import Projector
     from runtime.settings import event_store_env
 
@@ -368,7 +370,7 @@ def run_producer_process(
     if with_projector:
         projector = Projector(service.recorder, client, Keys(prefix))
         projector.catch_up()
-        projector_thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
+        projector_thread = threading.Thread(target=run_live, args=(projector, stop), daemon=True)
         projector_thread.start()
         notify = projector.notify
     service.recorder.max_notification_id()  # connected

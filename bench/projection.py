@@ -49,7 +49,7 @@ from bench.common import (
 )
 from bench.common_data import bulk_load_customers, sample_customers
 from projections.customer_view import CustomerRecord, apply
-from projections.events import (
+from projections.event_decoding import (
     CANCELLED,
     DEACTIVATED,
     LOGGED_IN,
@@ -60,11 +60,13 @@ from projections.events import (
     REFUNDED,
     REGISTERED,
     CustomerChange,
-    canonical_time,
+    spent_by_cancel,
+    spent_by_refund,
 )
 from projections.notification_log import page_reader
 from projections.projector import Projector
 from projections.read_model import D_PROFILE, PROFILE_FIELDS, Keys
+from projections.stored_fields import canonical_time
 from projections.tracking import RedisTrackingRecorder
 from runtime.settings import event_store_env
 from write_side.application import CustomerService
@@ -142,11 +144,11 @@ def change_of(event: DomainEventProtocol[Any], position: int) -> CustomerChange 
     if isinstance(event, Order.Placed):
         return CustomerChange(position, event.customer_id, PLACED, to_minor_units(event.amount), 1)
     if isinstance(event, Order.Cancelled):
-        removed = -to_minor_units(event.amount_removed)
-        return CustomerChange(position, event.customer_id, CANCELLED, removed, -1)
+        spent = spent_by_cancel(to_minor_units(event.amount), to_minor_units(event.refunded))
+        return CustomerChange(position, event.customer_id, CANCELLED, spent, -1)
     if isinstance(event, Order.Refunded):
-        refund = -to_minor_units(event.amount)
-        return CustomerChange(position, event.customer_id, REFUNDED, refund, 0)
+        spent = spent_by_refund(to_minor_units(event.amount))
+        return CustomerChange(position, event.customer_id, REFUNDED, spent, 0)
     return None
 
 

@@ -17,19 +17,11 @@ import redis
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
 from projections.customer_view import CustomerRecord, apply, fold
-from projections.events import (
-    CustomerChange,
-    KeyChange,
-    UnprojectableEventError,
-    canonical_time,
-    decode,
-    event_time,
-)
-from projections.projector import APPLICATION_NAME, current_generation
-from projections.read_model import Keys, applied_position, customer_document
+from projections.dead_letters import skipped_positions
+from projections.generation import current_generation
+from projections.read_model import APPLICATION_NAME, Keys, applied_position, customer_document
+from projections.replay import PAGE, customer_changes, key_index, notifications
 from write_side.store_queries import notifications_of_customer
-
-PAGE = 5000
 
 LiveFields = tuple[bytes, bytes | int, bytes | int]  # a customer hash's d, s, o
 
@@ -79,40 +71,6 @@ class AuditReport:
             ],
             "unprojectable": self.unprojectable,
         }
-
-
-def notifications(
-    recorder: ApplicationRecorder, after: int = 0, upto: int | None = None
-) -> Iterator[Notification]:
-    """The notification log from after+1 to upto (inclusive), read in pages."""
-    position = after
-    while upto is None or position < upto:
-        page = recorder.select_notifications(position + 1, PAGE, stop=upto)
-        yield from page
-        if len(page) < PAGE:
-            return
-        position = page[-1].id
-
-
-def customer_changes(
-    stream: Iterator[Notification], skips: set[int], unprojectable: list[int] | None = None
-) -> Iterator[CustomerChange]:
-    """Customer changes only; skipped and unprojectable events are left out (and listed)."""
-    for notification in stream:
-        if notification.id in skips:
-            continue
-        try:
-            change = decode(notification)
-        except UnprojectableEventError:
-            if unprojectable is not None:
-                unprojectable.append(notification.id)
-            continue
-        if type(change) is CustomerChange:
-            yield change
-
-
-def skipped_positions(client: redis.Redis, keys: Keys) -> set[int]:
-    return {int(position) for position in client.hkeys(keys.skips)}
 
 
 # Customers folded in memory at once; a larger store is audited in several passes over
@@ -301,43 +259,3 @@ def _compare(
     if guard != expected.position:
         differences.append(Difference(customer_id, "applied position", expected.position, guard))
     return differences
-
-
-def history(
-    recorder: ApplicationRecorder,
-    skips: set[int],
-    *,
-    customer_id: int | None = None,
-    position: int | None = None,
-    as_of: Any = None,
-) -> dict[int, dict[str, Any]]:
-    """The read model's documents as they were at a position or a moment (UTC datetime)."""
-    moment = canonical_time(as_of) if as_of is not None else None
-    stream: Iterator[Notification] = notifications(recorder, 0, position)
-    if moment is not None:
-        stream = (n for n in stream if (event_time(n) or "") <= moment)
-    changes = customer_changes(stream, skips)
-    if customer_id is not None:
-        changes = (c for c in changes if c.customer_id == customer_id)
-    records = fold(changes)
-    return {
-        cid: customer_document(cid, *record.fields()) for cid, record in sorted(records.items())
-    }
-
-
-def key_index(recorder: ApplicationRecorder, upto: int) -> dict[str, tuple[str, bool]]:
-    """API key hash -> (role, revoked) from a replay (for checking the key index)."""
-    index: dict[str, tuple[str, bool]] = {}
-    for notification in notifications(recorder, 0, upto):
-        try:
-            change = decode(notification)
-        except UnprojectableEventError:
-            continue
-        if isinstance(change, KeyChange):
-            role = change.role if change.role is not None else index.get(change.key_hash, ("",))[0]
-            index[change.key_hash] = (role, change.revoked)
-    return index
-
-
-def dumps(document: dict[str, Any]) -> str:
-    return orjson.dumps(document).decode()

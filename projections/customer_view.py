@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import orjson
 
-from projections.events import (
+from projections.event_decoding import (
     DEACTIVATED,
     LOGGED_IN,
     PROFILE_UPDATED,

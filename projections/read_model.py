@@ -35,6 +35,8 @@ from typing import Any
 import orjson
 
 DEFAULT_PREFIX = "customers"
+# The application whose notification log is projected: its field in the tracking hash.
+APPLICATION_NAME = "customers"
 
 PROFILE_FIELDS: tuple[str, ...] = (
     "first_name",

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import redis
 from eventsourcing.persistence import ApplicationRecorder
 
-from projections.projector import APPLICATION_NAME, Projector, current_generation
-from projections.read_model import Keys
+from projections.generation import current_generation
+from projections.projector import Projector
+from projections.read_model import APPLICATION_NAME, Keys
+from projections.repair import read_marker
 from projections.scripts import switch_generation
 
 logger = logging.getLogger(__name__)
@@ -119,6 +121,22 @@ def _rebuild(
     time.sleep(drop_grace)
     drop_generation(client, keys, old)
     return RebuildResult(old, new, result, events, seconds)
+
+
+def rebuild_for_repair(projector: Projector) -> None:
+    """The rebuild a repair found necessary, unless another projector did it meanwhile."""
+    client, keys = projector.client, projector.keys
+    marker = read_marker(client, keys)
+    current = int(client.get(keys.generation) or 0)
+    if marker is None or marker.rebuild is None or marker.rebuild < current:
+        projector.repair.rebuild_pending = False
+        return
+    if current < marker.rebuild:
+        # Flushed, or an older copy: the rebuild must land above every generation
+        # readers have served, so it starts from the damaged one's number.
+        client.set(keys.generation, str(marker.rebuild))
+    result = rebuild(projector.recorder, client, keys, application_name=projector.application_name)
+    projector.adopt_rebuilt(result.new_generation)
 
 
 def drop_generation(client: redis.Redis, keys: Keys, generation: int) -> int:

@@ -16,6 +16,8 @@ history, so the read model is rebuilt into a fresh generation instead.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,8 @@ import redis
 
 from projections.read_model import Keys
 from projections.scripts import clear_repair, mark_repair
+
+logger = logging.getLogger(__name__)
 
 # Sent on the positions channel when a loss is found, so readers stop at once.
 REPAIR_ANNOUNCEMENT = "repair"
@@ -97,3 +101,110 @@ def parse_marker(raw: Any) -> RepairMarker | None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def check_unchanged(
+    client: redis.Redis,
+    keys: Keys,
+    application_name: str,
+    generation: int,
+    written: int,
+    *,
+    follow: bool,
+    page_unconfirmed: bool,
+) -> None:
+    """Raise ReadModelLostError if Redis holds less than `written` in `generation`.
+
+    A projector following the served generation (follow) also takes a generation key gone
+    or gone back as a loss; `page_unconfirmed`: a page is being written onto it now.
+    """
+    if written == 0:
+        return  # nothing recorded yet, so nothing to lose
+    pipe = client.pipeline(transaction=False)
+    pipe.get(keys.generation)
+    pipe.hget(keys.tracking(generation), application_name)
+    generation_raw, tracking_raw = pipe.execute()
+    if follow and generation_raw is not None and int(generation_raw) > generation:
+        return  # a rebuild switched generations; the page's record follows it
+    found = int(tracking_raw or 0)
+    if follow and generation_raw is not None and int(generation_raw) < generation:
+        reason = (
+            f"Redis serves generation {int(generation_raw)}, older than the "
+            f"{generation} written (restored from a copy taken before a rebuild)"
+        )
+        # Readers have served the newer generation: only a newer one still can be.
+        raise ReadModelLostError(found, written, reason, written_since=True)
+    if follow and generation_raw is None:
+        reason = "Redis holds no read model (restarted empty, or flushed)"
+    elif found < written:
+        reason = (
+            f"Redis holds position {found}, below the {written} recorded "
+            "(restarted from an older copy, or it lost writes)"
+        )
+    else:
+        return
+    raise ReadModelLostError(found, written, reason, written_since=page_unconfirmed)
+
+
+class Repair:
+    """A repair as one projector sees it: the position to reach again, since when, how."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._client = client
+        self._keys = keys
+        self.target: int | None = None  # None: no repair under way
+        self.started = 0.0
+        self.rebuild_pending = False  # what is left cannot be replayed onto: rebuild it
+
+    def begin(self, lost: ReadModelLostError, rebuild: int | None) -> None:
+        """Mark the loss (reads answer 503 from now on) and log how it will be repaired."""
+        target = max(lost.recorded, self.target or 0)
+        mark(self._client, self._keys, lost.reason, target, rebuild)
+        if self.target is None:
+            self.started = time.monotonic()
+        self.target = target
+        if lost.written_since:
+            logger.error(
+                "read model lost data: %s; what is left cannot be replayed onto (a page "
+                "landed on it, or readers served a newer generation), so it is rebuilt from "
+                "the event store in a new generation; reads answer 503 until position %d "
+                "is applied again",
+                lost.reason,
+                target,
+            )
+            self.rebuild_pending = True
+            return
+        logger.error(
+            "read model lost data: %s; resuming from position %d, reads answer 503 until "
+            "position %d is applied again",
+            lost.reason,
+            lost.found,
+            target,
+        )
+
+    def adopt(self, marker: RepairMarker | None, following: int | None) -> None:
+        """Take up the marker in Redis, set here or by another projector, maybe earlier.
+
+        `following`: the generation this projector writes if it follows the served one.
+        """
+        if marker is None:
+            self.target = None
+            return
+        if self.target is None:
+            self.target, self.started = marker.target, time.monotonic()
+        if marker.rebuild is not None and following is not None and following <= marker.rebuild:
+            self.rebuild_pending = True
+
+    def finish_if_reached(self, position: int) -> None:
+        """Remove the marker once `position` is back at the target: reads are served again."""
+        target = self.target
+        if target is None or position < target:
+            return
+        if clear_if_repaired(self._client, self._keys, position):
+            logger.warning(
+                "read model repaired: position %d applied again, %.1f s after the loss "
+                "was found; reads are served again",
+                position,
+                time.monotonic() - self.started,
+            )
+        self.target = None

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypedDict
 
 import redis
 from eventsourcing.persistence import ApplicationRecorder
 
-from projections.read_model import Keys
-
-APPLICATION_NAME = "customers"
+from projections.dead_letters import unresolved
+from projections.read_model import APPLICATION_NAME, Keys
 
 
 class ProjectionStatus(TypedDict):
@@ -43,14 +41,10 @@ def status_from(
 ) -> ProjectionStatus:
     """The status from raw Redis replies (for callers using the asyncio client)."""
     position = int(position_raw or 0)
-    skipped_positions = {int(value) for value in skipped}
-    unresolved = sum(
-        1 for entry in letters if json.loads(entry).get("position") not in skipped_positions
-    )
     return ProjectionStatus(
         position=position,
         head=head,
         lag=max(head - position, 0),
-        dead_letters=unresolved,
+        dead_letters=unresolved(letters, skipped),
         generation=generation,
     )

@@ -28,9 +28,21 @@ class Watermark:
         self._recorder = recorder
         self._name = name
         self._created = False
+        self._noted = 0  # the highest position this object read or wrote
 
     def read(self) -> int:
         """The position noted last (0 if none, or the store keeps no such table)."""
+        position = self._select()
+        self._noted = max(self._noted, position)
+        return position
+
+    def raise_to(self, position: int) -> None:
+        """write(), unless this object has seen the floor at `position` or above already."""
+        if position > self._noted:
+            self.write(position)
+            self._noted = position
+
+    def _select(self) -> int:
         recorder = self._recorder
         if isinstance(recorder, PostgresApplicationRecorder):
             self._create()

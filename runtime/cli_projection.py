@@ -1,19 +1,18 @@
-"""`customers project | rebuild | audit`: the read model's operations."""
+"""`customers project | dead-letters | rebuild | audit`: the read model's operations.
+
+The audit's command is in runtime/cli_audit.py; the projection and the stores are imported
+by the commands that use them, so --help and the other commands start without them.
+"""
 
 from __future__ import annotations
 
 import getpass
 import json
-import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
-import orjson
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -25,35 +24,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-# The projection and the stores are imported by the commands that use them: --help and
-# the other commands start without them.
-if TYPE_CHECKING:
-    from runtime.container import Container
+from runtime.cli_audit import audit_command
+from runtime.cli_read_model import fail, open_read_model
 
 err = Console(stderr=True, soft_wrap=True)
-MAX_ROWS = 50
-
-
-def _fail(message: str) -> typer.Exit:
-    from runtime.cli import fail
-
-    return fail(message)
-
-
-def _container() -> Container:
-    from runtime.cli import open_container, redis_unusable
-
-    container = open_container()
-    logging.basicConfig(
-        level=container.settings.LOG_LEVEL.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        container.redis.ping()
-    except Exception as error:  # unreachable or not startable: one line, no traceback
-        container.close()
-        raise redis_unusable(container, error) from None
-    return container
 
 
 def project(
@@ -74,15 +48,17 @@ def project(
     With --skip N: record the decision to step over dead letter N and exit (a running
     projector takes it up within a second), unless --then-project.
     """
-    from projections.projector import DEFAULT_PAGE_SIZE, record_skip
+    from projections.dead_letters import record_skip
+    from projections.live_loop import run_live
+    from projections.projector import DEFAULT_PAGE_SIZE
 
-    container = _container()
+    container = open_read_model()
     try:
         if skip is not None:
             try:
                 record_skip(container.redis, container.redis_keys, skip, getpass.getuser())
             except ValueError as error:
-                raise _fail(str(error)) from None
+                raise fail(str(error)) from None
             err.print(f"skipping the event at position {skip} (recorded)", highlight=False)
             if not then_project:
                 return
@@ -96,7 +72,7 @@ def project(
             f"{projector.generation}; stop with Ctrl-C",
             highlight=False,
         )
-        projector.run(stop)
+        run_live(projector, stop)
     finally:
         container.close()
 
@@ -105,22 +81,13 @@ def dead_letters_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
 ) -> None:
     """List the events the projection stopped at: position, topic, reason, when, skipped."""
-    container = _container()
+    from projections.dead_letters import dead_letters
+
+    container = open_read_model()
     try:
-        letters = [
-            json.loads(entry)
-            for entry in container.redis.lrange(container.redis_keys.dead_letters, 0, -1)
-        ]
-        skips = {
-            int(position): json.loads(decision)
-            for position, decision in container.redis.hgetall(container.redis_keys.skips).items()
-        }
+        letters = dead_letters(container.redis, container.redis_keys)
     finally:
         container.close()
-    for letter in letters:
-        decision = skips.get(letter.get("position"))
-        letter["skipped_by"] = None if decision is None else decision.get("skipped_by")
-        letter["skipped_at"] = None if decision is None else decision.get("skipped_at")
     if as_json:
         for letter in letters:
             typer.echo(json.dumps(letter))
@@ -145,11 +112,11 @@ def rebuild_command() -> None:
     """Rebuild the read model into a fresh generation while the current one serves reads."""
     from redis.exceptions import RedisError
 
-    from projections.events import UnprojectableEventError
-    from projections.projector import ProjectionStoreError
+    from projections.event_decoding import UnprojectableEventError
+    from projections.page_commands import ProjectionStoreError
     from projections.rebuild import RebuildError, rebuild
 
-    container = _container()
+    container = open_read_model()
     started = time.monotonic()
     columns = (
         TextColumn("{task.description}"),
@@ -173,10 +140,10 @@ def rebuild_command() -> None:
                 progress=report,
             )
     except (RebuildError, ProjectionStoreError, UnprojectableEventError) as error:
-        raise _fail(f"{error}; the old generation still serves") from None
+        raise fail(f"{error}; the old generation still serves") from None
     except RedisError as error:
         message = f"Redis failed during the rebuild ({error}); the old generation still serves"
-        raise _fail(message) from None
+        raise fail(message) from None
     finally:
         container.close()
     rate = result.events / max(result.seconds, 1e-9)
@@ -186,154 +153,6 @@ def rebuild_command() -> None:
         f"{result.position}; generation {result.old_generation} dropped",
         highlight=False,
     )
-
-
-def audit_command(
-    customer: Annotated[int | None, typer.Option(help="Only this customer id")] = None,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Print the state at this ISO 8601 time instead")
-    ] = None,
-    position: Annotated[
-        int | None, typer.Option(help="Print the state at this event store position instead")
-    ] = None,
-    allow_empty: Annotated[
-        bool, typer.Option("--allow-empty", help="An event store with no events is clean")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="The report as one JSON object on stdout")
-    ] = False,
-) -> None:
-    """Replay the event store independently of Redis and compare it with the read model.
-
-    Exits 1 on any difference, and on an event store with no events (most likely the
-    wrong EVENT_STORE_URL or DATA_DIR) unless --allow-empty. With --as-of or --position,
-    prints the historical state (JSON, one customer per line) instead of comparing.
-    """
-    if as_of is not None and position is not None:
-        raise _fail("give either --as-of or --position, not both")
-    if position is not None and position < 0:
-        raise _fail("--position must be 0 or more")
-    if customer is not None and customer <= 0:
-        raise _fail("--customer must be a positive integer")
-    moment = _parse_moment(as_of) if as_of is not None else None
-    from projections.audit import audit as run_audit
-    from projections.audit import history, skipped_positions
-
-    container = _container()
-    try:
-        recorder = container.write_service.recorder
-        head = recorder.max_notification_id() or 0
-        if head == 0 and not allow_empty:
-            typer.echo(
-                f"audit: the event store at {container.settings.EVENT_STORE_URL} holds no "
-                "events; check EVENT_STORE_URL and DATA_DIR (--allow-empty if that is right)",
-                err=True,
-            )
-            raise typer.Exit(code=1)
-        if position is not None and position > head:
-            raise _fail(f"--position {position} is beyond the event store's last position {head}")
-        if moment is not None or position is not None:
-            skips = skipped_positions(container.redis, container.redis_keys)
-            documents = history(
-                recorder, skips, customer_id=customer, position=position, as_of=moment
-            )
-            if customer is not None and not documents:
-                raise _fail(f"customer {customer} did not exist at that point")
-            for document in documents.values():
-                typer.echo(orjson.dumps(document).decode())
-            return
-        with _audit_progress() as progress:
-            report = run_audit(
-                recorder, container.redis, container.redis_keys, customer, progress=progress
-            )
-    finally:
-        container.close()
-    if as_json:
-        typer.echo(orjson.dumps(report.as_json()).decode())
-        if not report.clean:
-            raise typer.Exit(code=1)
-        return
-    if customer is not None and report.customers == 0:
-        raise _fail(
-            f"customer {customer} is neither in the event store (up to position "
-            f"{report.position}) nor in the read model"
-        )
-    console = Console()
-    if report.unprojectable:
-        console.print(
-            f"note: {len(report.unprojectable)} unprojectable events left out "
-            f"(positions {', '.join(map(str, report.unprojectable[:10]))})",
-            highlight=False,
-        )
-    if report.clean:
-        console.print(
-            f"audit clean: {report.customers} customers match the event store at position "
-            f"{report.position} (generation {report.generation})",
-            highlight=False,
-        )
-        return
-    table = Table("customer", "field", "event store", "read model", title="differences")
-    for difference in report.differences[:MAX_ROWS]:
-        table.add_row(
-            str(difference.customer_id),
-            difference.field,
-            _show(difference.expected),
-            _show(difference.actual),
-        )
-    console.print(table)
-    console.print(
-        f"audit found {report.differences_found} differences in {report.customers} customers "
-        f"at position {report.position} (generation {report.generation})",
-        highlight=False,
-    )
-    raise typer.Exit(code=1)
-
-
-@contextmanager
-def _audit_progress() -> Iterator[Callable[[int, int, int, int], None]]:
-    """A progress bar on a terminal; otherwise a plain line at each tenth of the log."""
-    if err.is_terminal:
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=err, transient=True) as bar:
-            task = bar.add_task("auditing", total=None)
-
-            def show(share: int, shares: int, position: int, upto: int) -> None:
-                label = "auditing" if shares == 1 else f"auditing, pass {share}/{shares}"
-                bar.update(task, description=label, completed=position, total=upto)
-
-            yield show
-        return
-    told: set[tuple[int, int]] = set()
-
-    def tell(share: int, shares: int, position: int, upto: int) -> None:
-        tenth = position * 10 // max(upto, 1)
-        if (share, tenth) not in told:
-            told.add((share, tenth))
-            err.print(
-                f"audit: pass {share}/{shares}, position {position:,} of {upto:,}",
-                highlight=False,
-            )
-
-    yield tell
-
-
-def _parse_moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise _fail(f"--as-of {text!r} is not an ISO 8601 datetime") from None
-    if moment.tzinfo is None:
-        raise _fail("--as-of needs a timezone, e.g. 2026-01-31T12:00:00Z")
-    return moment
-
-
-def _show(value: Any) -> str:
-    return "null" if value is None else str(value)
 
 
 def register(app: typer.Typer) -> None:

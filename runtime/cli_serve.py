@@ -145,6 +145,7 @@ def _uvicorn(app: Any, container: Container) -> None:
 
 def serve() -> None:
     """All in one: write API, read API and projector in one process on HOST:PORT."""
+    from projections.live_loop import run_live
     from projections.projector import Projector
     from runtime.http import build_app
     from runtime.redis_store import RedisSupervisor
@@ -169,7 +170,7 @@ def serve() -> None:
             container.write_service.recorder, container.redis, container.redis_keys, on_page=count
         )
         projector_thread = threading.Thread(
-            target=projector.run, args=(stop,), name="projector", daemon=True
+            target=run_live, args=(projector, stop), name="projector", daemon=True
         )
         projector_thread.start()
         if container.embedded_redis is not None:  # ours to bring back if it dies

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from projections.live_loop import run_live
 from runtime.container import Container
 from runtime.http import ServiceApp, build_app
 from runtime.settings import Settings
@@ -31,7 +32,7 @@ def all_in_one(event_store_url: str, redis_url: str, redis_prefix: str) -> Itera
     )
     container = Container(settings)
     stop = threading.Event()
-    projector = threading.Thread(target=container.projector.run, args=(stop,), daemon=True)
+    projector = threading.Thread(target=run_live, args=(container.projector, stop), daemon=True)
     try:
         admin_key = container.write_service.issue_api_key("e2e-admin", "admin").key
         projector.start()

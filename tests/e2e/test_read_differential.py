@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from projections.audit import history
+from projections.replay import history
 from runtime.container import Container
 from runtime.http import build_app
 from runtime.settings import Settings

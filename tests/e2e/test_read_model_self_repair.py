@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
-from projections.audit import history
+from projections.replay import history
 from runtime.event_store import open_customer_service
 from tests.support.serve_process import ServeProcess, serve
 from tests.support.valkey_process import ValkeyProcess

@@ -13,12 +13,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from projections.audit import audit
-from projections.events import decode
+from projections.event_decoding import decode
 from projections.projector import Projector
 from projections.read_model import Keys
 from runtime.cli import app
 from runtime.demo_store import append_sample
-from tests.integration.test_projection_support import customer_service
+from tests.support.projection_helpers import customer_service
 from write_side.store_queries import notifications_of_customer
 
 

@@ -18,7 +18,7 @@ import redis
 from runtime.processes import pid_alive
 from runtime.redis_store import STATE_FILE, EmbeddedRedis, _binary, open_redis
 from runtime.settings import event_store_env
-from tests.integration.test_projection_support import wait_until
+from tests.support.projection_helpers import wait_until
 
 
 @pytest.fixture

@@ -12,15 +12,15 @@ import redis
 from eventsourcing.persistence import StoredEvent
 from typer.testing import CliRunner
 
-from projections.events import UnprojectableEventError
+from projections.event_decoding import UnprojectableEventError
 from projections.projector import Projector
 from projections.read_model import Keys
 from runtime.cli import app
 from runtime.container import Container
 from runtime.http import build_app
 from runtime.settings import Settings
-from tests.integration.test_projection_support import customer_service
 from tests.support.live_app import serving
+from tests.support.projection_helpers import customer_service
 
 
 def stop_at_a_poison_event(cli_env: dict[str, str]) -> int:

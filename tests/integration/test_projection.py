@@ -16,13 +16,15 @@ from eventsourcing.persistence import StoredEvent
 from rich.console import Console
 from typer.testing import CliRunner
 
-from projections.events import UnprojectableEventError
-from projections.projector import Projector, record_skip
+from projections.dead_letters import record_skip
+from projections.event_decoding import UnprojectableEventError
+from projections.live_loop import run_live
+from projections.projector import Projector
 from projections.read_model import Keys
 from projections.status import projection_status
 from runtime.cli import app
 from runtime.demo_store import append_sample
-from tests.integration.test_projection_support import (
+from tests.support.projection_helpers import (
     all_projected,
     applied_position,
     customer_service,
@@ -60,7 +62,7 @@ def test_live_projector_applies_new_events_and_stops_promptly(
     with customer_service(event_store_url) as service:
         projector = Projector(service.recorder, client, keys)
         stop = threading.Event()
-        runner = threading.Thread(target=projector.run, args=(stop,))
+        runner = threading.Thread(target=run_live, args=(projector, stop))
         runner.start()
         try:
             # An append after the projector went live: it wakes (NOTIFY, notify() or poll).

@@ -17,7 +17,7 @@ from rich.console import Console
 from projections.projector import STEPS, Projector
 from projections.read_model import Keys
 from runtime.demo_store import append_sample
-from tests.integration.test_projection_support import (
+from tests.support.projection_helpers import (
     all_projected,
     applied_position,
     customer_service,

@@ -15,10 +15,10 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projections.events import canonical_time
 from projections.projector import Projector
 from projections.read_model import PROFILE_FIELDS, Keys, format_minor_units
-from tests.integration.test_projection_support import all_projected, customer_service, folded
+from projections.stored_fields import canonical_time
+from tests.support.projection_helpers import all_projected, customer_service, folded
 from write_side.application import WriteError
 from write_side.domain.customer import CustomerError
 from write_side.domain.order import OrderError

@@ -11,12 +11,14 @@ import pytest
 import redis
 from rich.console import Console
 
-from projections.projector import Projector, current_generation
+from projections.generation import current_generation
+from projections.live_loop import run_live
+from projections.projector import Projector
 from projections.read_model import Keys
 from projections.rebuild import rebuild
 from projections.repair import ReadModelLostError, clear_if_repaired, mark, read_marker
 from runtime.demo_store import append_sample
-from tests.integration.test_projection_support import (
+from tests.support.projection_helpers import (
     all_projected,
     applied_position,
     customer_service,
@@ -55,7 +57,7 @@ def forget(client: redis.Redis, keys: Keys) -> None:
 @contextmanager
 def running(projector: Projector) -> Iterator[None]:
     stop = threading.Event()
-    thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
+    thread = threading.Thread(target=run_live, args=(projector, stop), daemon=True)
     thread.start()
     try:
         yield

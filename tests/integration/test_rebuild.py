@@ -11,11 +11,13 @@ import pytest
 import redis
 from rich.console import Console
 
-from projections.projector import Projector, current_generation
+from projections.generation import current_generation
+from projections.live_loop import run_live
+from projections.projector import Projector
 from projections.read_model import Keys
 from projections.rebuild import RebuildError, rebuild
 from runtime.demo_store import append_sample
-from tests.integration.test_projection_support import (
+from tests.support.projection_helpers import (
     all_projected,
     customer_service,
     folded,
@@ -52,7 +54,7 @@ def test_rebuild_while_a_reader_loops_never_misses_a_customer_or_shows_a_partial
         # A live projector runs throughout, as in production.
         live = Projector(service.recorder, redis.Redis.from_url(redis_url), keys)
         reader_thread = threading.Thread(target=reader)
-        live_thread = threading.Thread(target=live.run, args=(stop,))
+        live_thread = threading.Thread(target=run_live, args=(live, stop))
         reader_thread.start()
         live_thread.start()
         try:

@@ -9,7 +9,7 @@ import pytest
 from eventsourcing.persistence import Notification
 
 from projections.customer_view import CustomerRecord, apply, fold
-from projections.events import (
+from projections.event_decoding import (
     CANCELLED,
     DEACTIVATED,
     LOGGED_IN,
@@ -105,6 +105,25 @@ def test_cancelled_order_is_removed_from_totals_net_of_its_refunds() -> None:
     assert body["total_spent"] == "0.10"
 
 
+def test_decoder_derives_what_a_cancellation_removes_from_the_amount_and_refunds() -> None:
+    change = decode(
+        stored(5, "customers.Order.Cancelled", {
+            "timestamp": at(JOINED), "customer_id": 7, "amount": money("12.30"),
+            "refunded": money("1.05"), "class_version": 2,
+        })
+    )  # fmt: skip
+    assert change == CustomerChange(5, 7, CANCELLED, -(1230 - 105), -1)
+
+
+def test_decoder_upcasts_a_stored_v1_cancellation_to_the_same_change() -> None:
+    change = decode(
+        stored(5, "customers.Order.Cancelled", {
+            "timestamp": at(JOINED), "customer_id": 7, "amount_removed": money("11.25"),
+        })
+    )  # fmt: skip
+    assert change == CustomerChange(5, 7, CANCELLED, -1125, -1)
+
+
 def test_the_read_model_knows_exactly_the_profile_fields_customers_have() -> None:
     # The read model keeps its own copy (read_side must not import write_side); a field
     # added to customers but not here would stop the projection at its first event.
@@ -176,6 +195,21 @@ def test_decoder_reads_api_key_issue_and_revocation() -> None:
             "customers.Order.Refunded",
             {"customer_id": 7, "amount": money("0.001")},
             "not a non-negative amount in cents",
+        ),
+        (
+            "customers.Order.Cancelled",
+            {
+                "customer_id": 7,
+                "amount": money("1.00"),
+                "refunded": money("2.00"),
+                "class_version": 2,
+            },
+            "above the amount",
+        ),
+        (
+            "customers.Order.Cancelled",
+            {"customer_id": 7, "amount_removed": 1.5},
+            "amount is not a stored decimal",
         ),
         ("customers.Customer.Deactivated", {"customer_id": "7"}, "not a positive 64-bit"),
         ("customers.Customer.Deactivated", {}, "missing field 'customer_id'"),

@@ -44,7 +44,10 @@ def test_cancelling_removes_the_amount_less_refunds() -> None:
     placed.cancel()
     cancelled = placed.collect_events()[-1]
     assert isinstance(cancelled, Order.Cancelled)
-    assert cancelled.amount_removed == Decimal("6.75")
+    # The event states the order's amount and its refunds; what cancelling removes
+    # from the totals follows from them.
+    assert (cancelled.amount, cancelled.refunded) == (Decimal("10.00"), Decimal("3.25"))
+    assert cancelled.amount - cancelled.refunded == Decimal("6.75")
     assert cancelled.customer_id == 5
 
 
@@ -80,4 +83,11 @@ def test_event_topics_are_stable_names_independent_of_module_paths() -> None:
     assert Order.Placed.TOPIC == "customers.Order.Placed"
     assert Order.Cancelled.TOPIC == "customers.Order.Cancelled"
     assert Order.Refunded.TOPIC == "customers.Order.Refunded"
-    assert all(cls.class_version == 1 for cls in (Order.Placed, Order.Cancelled, Order.Refunded))
+    assert all(cls.class_version == 1 for cls in (Order.Placed, Order.Refunded))
+    assert Order.Cancelled.class_version == 2  # v1 stored amount_removed; upcast on read
+
+
+def test_a_v1_cancellation_is_upcast_to_an_order_of_the_amount_it_removed() -> None:
+    state = {"customer_id": 5, "amount_removed": Decimal("6.75")}
+    Order.Cancelled.upcast_v1_v2(state)
+    assert state == {"customer_id": 5, "amount": Decimal("6.75"), "refunded": Decimal("0.00")}

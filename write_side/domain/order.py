@@ -30,12 +30,23 @@ class Order(Aggregate):
         placed_at: datetime
 
     class Cancelled(Aggregate.Event):
-        """`amount_removed` is what the order still counted: its amount less refunds."""
+        """The order as it was cancelled: its amount and what had been refunded of it.
+
+        Version 1 stored `amount_removed`, the amount less refunds, a read model's notion.
+        """
 
         TOPIC = "customers.Order.Cancelled"
-        class_version = 1
+        class_version = 2
         customer_id: int
-        amount_removed: Decimal
+        amount: Decimal
+        refunded: Decimal
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Only the remainder was stored, so it reads as an order of that amount with
+            # nothing refunded: cancelling it removes from the totals what v1 removed.
+            state["amount"] = state.pop("amount_removed")
+            state["refunded"] = Decimal("0.00")
 
     class Refunded(Aggregate.Event):
         TOPIC = "customers.Order.Refunded"
@@ -71,10 +82,10 @@ class Order(Aggregate):
 
     def cancel(self) -> None:
         self.check_not_cancelled()
-        self._cancelled(self.customer_id, self.amount - self.refunded)
+        self._cancelled(self.customer_id, self.amount, self.refunded)
 
     @event(Cancelled)
-    def _cancelled(self, customer_id: int, amount_removed: Decimal) -> None:
+    def _cancelled(self, customer_id: int, amount: Decimal, refunded: Decimal) -> None:
         self.is_cancelled = True
 
     def refund(self, amount: Decimal) -> None:

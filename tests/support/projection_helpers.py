@@ -8,10 +8,10 @@ from typing import Any
 
 import redis
 
-from projections.audit import customer_changes, notifications
 from projections.customer_view import fold
-from projections.projector import current_generation
+from projections.generation import current_generation
 from projections.read_model import Keys, customer_document
+from projections.replay import customer_changes, notifications
 from runtime.settings import event_store_env
 from tests.support.waiting import wait_until as polled_until
 from write_side.application import CustomerService
