@@ -17,7 +17,6 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError
 from eventsourcing.utils import Environment
 
-from write_side.customer_status import CustomerStatuses
 from write_side.domain.api_key import ApiKey, hash_key, new_secret_key
 from write_side.domain.customer import Customer, CustomerInactiveError, Profile
 from write_side.domain.idempotency import IdempotencyRecord
@@ -28,8 +27,9 @@ from write_side.domain.ids import (
     order_stream_id,
 )
 from write_side.domain.order import Order
-from write_side.group_commit import GroupCommit
 from write_side.store_queries import position_of, topics_after, with_connection_options
+from write_side.throughput.customer_status import CustomerStatuses
+from write_side.throughput.group_commit import GroupCommit
 
 A = TypeVar("A", bound=Aggregate)
 

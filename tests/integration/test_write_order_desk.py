@@ -20,7 +20,7 @@ from write_side.application import (
 from write_side.domain.customer import CustomerInactiveError
 from write_side.domain.order import Order
 from write_side.key_directory import KeyDirectory
-from write_side.order_desk import REFER, OrderDesk, Outcome
+from write_side.throughput.order_desk import REFER, OrderDesk, Outcome
 
 
 @dataclass
