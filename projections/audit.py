@@ -27,7 +27,7 @@ from projections.events import (
 )
 from projections.projector import APPLICATION_NAME, current_generation
 from projections.read_model import Keys, applied_position, customer_document
-from write_side.store_queries import notifications_of_customer
+from write_side.store_adapter.queries import notifications_of_customer
 
 PAGE = 5000
 

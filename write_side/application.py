@@ -27,7 +27,9 @@ from write_side.domain.ids import (
     order_stream_id,
 )
 from write_side.domain.order import Order
-from write_side.store_queries import position_of, topics_after, with_connection_options
+from write_side.store_adapter.options import libpq_options
+from write_side.store_adapter.queries import position_of, topics_after
+from write_side.store_adapter.recorder import with_connection_options
 from write_side.throughput.customer_status import CustomerStatuses
 from write_side.throughput.group_commit import GroupCommit
 
@@ -105,7 +107,7 @@ class CustomerService(Application[UUID]):
         """The library's factory, with the libpq options of EVENT_STORE_URL (sslmode, ...)
         on every PostgreSQL connection; the library itself would drop them."""
         factory = super().construct_factory(env)
-        with_connection_options(factory, env)
+        with_connection_options(factory, libpq_options(env))
         return factory
 
     # Customers
