@@ -113,7 +113,7 @@ def tokens_create(
         raise fail("--role must be admin, staff or producer")
     if not name.strip() or len(name) > 150:
         raise fail("--name must be 1 to 150 characters")
-    from write_side.application import ApiKeyNameTakenError
+    from write_side.errors import ApiKeyNameTakenError
 
     container = open_container()
     try:
@@ -137,7 +137,7 @@ def tokens_list() -> None:
         container.close()
     table = Table("name", "role", "state", "issued")
     for entry in sorted(entries, key=lambda e: e.issued_at):
-        state = "revoked" if entry.is_revoked else "active"
+        state = "revoked" if entry.revoked else "active"
         table.add_row(entry.name, entry.role, state, entry.issued_at.isoformat())
     Console().print(table)
 
@@ -145,8 +145,8 @@ def tokens_list() -> None:
 @tokens.command("revoke")
 def tokens_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> None:
     """Revoke a key; every process stops accepting it within a second."""
-    from write_side.application import ApiKeyNotFoundError
     from write_side.domain.api_key import ApiKeyRevokedError
+    from write_side.errors import ApiKeyNotFoundError
 
     container = open_container()
     try:

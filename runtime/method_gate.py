@@ -59,7 +59,7 @@ def key_directory_role(directory: KeyDirectory) -> RoleOf:
             entry = await run_in_threadpool(directory.lookup, key)
         except (OperationalError, InterfaceError):
             raise ApiError(503, STORE_UNAVAILABLE, RETRY_AFTER) from None
-        if entry is None or entry.is_revoked:
+        if entry is None or entry.revoked:
             raise ApiError(401, INVALID_TOKEN, WWW_AUTHENTICATE)
         return entry.role
 

@@ -61,7 +61,7 @@ async def authenticated_producer(
             entry = await run_in_threadpool(directory.lookup, key, arrived)
         except (OperationalError, InterfaceError):
             raise ApiError(503, STORE_UNAVAILABLE, RETRY_AFTER) from None
-    if entry is None or entry.is_revoked:
+    if entry is None or entry.revoked:
         raise ApiError(401, INVALID_TOKEN, WWW_AUTHENTICATE)
     if entry.role not in WRITE_ROLES:
         raise ApiError(403, PERMISSION_DENIED)

@@ -10,7 +10,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from write_side.application import ApiKeyEntry, CustomerService
+from write_side.api_keys import ApiKeyEntry, fold
+from write_side.application import CustomerService
 from write_side.domain.api_key import hash_key
 
 WRITE_ROLES = frozenset({"producer", "admin"})
@@ -67,7 +68,7 @@ class KeyDirectory:
     def may_write(self, key: str, arrived: float | None = None) -> bool:
         """Whether the key is known, not revoked, and of a role that may write."""
         entry = self.lookup(key, arrived)
-        return entry is not None and not entry.is_revoked and entry.role in WRITE_ROLES
+        return entry is not None and not entry.revoked and entry.role in WRITE_ROLES
 
     def _refresh_unless_started_after(self, moment: float, arrived: float) -> None:
         while self._refreshed_at < moment:
@@ -99,12 +100,7 @@ class KeyDirectory:
             raise
         with self._lock:
             for entry in entries:
-                known = self._entries.get(entry.key_hash)
-                if known is not None and entry.is_revoked and not entry.name:
-                    entry = ApiKeyEntry(
-                        known.name, known.role, known.key_hash, True, known.issued_at
-                    )
-                self._entries[entry.key_hash] = entry
+                fold(self._entries, entry)
             self._position = position
             self._refreshed_at = refresh.started
             self._failure = None

@@ -22,7 +22,8 @@ from edge.exact_json import BodyError, parse_json
 from edge.pipeline import ROUTE_KEY
 from edge.token_header import TokenHeaderError, key_from_header
 from write_side.api import ORDER_FROM_INACTIVE, as_http_refusal
-from write_side.application import OrderRequest, Written
+from write_side.command_runner import Written
+from write_side.orders import OrderRequest
 from write_side.schemas import PlaceOrder
 from write_side.throughput.order_desk import OrderDesk, Referral
 
