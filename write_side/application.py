@@ -13,10 +13,11 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError
 from eventsourcing.utils import Environment
 
+from edge.access_policy import hash_key
 from write_side.api_keys import ApiKeyEntry, IssuedKey, has_keys, read_entries
 from write_side.command_runner import CommandRunner, Decision, Written
 from write_side.customer_ids import CustomerIdAllocator
-from write_side.domain.api_key import ApiKey, hash_key, new_secret_key
+from write_side.domain.api_key import ApiKey, new_secret_key
 from write_side.domain.customer import Customer, Profile
 from write_side.domain.ids import api_key_stream_id, customer_stream_id, order_stream_id
 from write_side.domain.order import Order

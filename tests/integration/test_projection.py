@@ -16,6 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from rich.console import Console
 from typer.testing import CliRunner
 
+from edge.access_policy import hash_key
 from projections.events import UnprojectableEventError
 from projections.projector import Projector, record_skip
 from projections.read_model import Keys
@@ -30,7 +31,6 @@ from tests.integration.test_projection_support import (
     projected,
     wait_until,
 )
-from write_side.domain.api_key import hash_key
 
 
 def quiet() -> Console:
