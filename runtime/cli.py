@@ -26,7 +26,7 @@ HELP = (
     "rebuild and audit it, and manage API keys."
 )
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP)
-ROLE_CHOICES = f"{', '.join(ROLES[:-1])} or {ROLES[-1]}"  # admin, staff or producer
+ROLE_CHOICES = f"{', '.join(ROLES[:-1])} or {ROLES[-1]}"
 
 
 def _print_version(asked: bool) -> None:

@@ -21,9 +21,9 @@ MAX_AGE_SECONDS = 0.5
 class KeyDirectory:
     """Key hash -> entry, refreshed from the event store at most every `max_age` seconds.
 
-    Revocation therefore takes effect within `max_age` in every process. A key
-    not known yet (created a moment ago, perhaps by another process) is looked up again
-    after a refresh that started after the request arrived, so new keys work at once.
+    Revocation therefore takes effect within `max_age` in every process. A key not known
+    yet (created a moment ago, perhaps by another process) is looked up again after a
+    refresh that started after the request arrived, so new keys work at once.
     One refresh runs at a time and everyone who needs one meanwhile waits for it, so a
     flood of unknown keys keeps at most one small query in flight. When the store is
     unavailable, keys older than `max_age` are never used: the refresh's error reaches
