@@ -18,6 +18,8 @@ from edge.token_header import INVALID_TOKEN, PERMISSION_DENIED, TokenHeaderError
 
 
 class Permission(Enum):
+    """Something a caller may be allowed to do."""
+
     READ_CUSTOMERS = "read customers"
     WRITE_EVENTS = "write events"
 

@@ -44,6 +44,7 @@ def fold(entries: dict[str, ApiKeyEntry], entry: ApiKeyEntry) -> None:
 
 
 def entry_of(event: ApiKey.Issued | ApiKey.Revoked) -> ApiKeyEntry:
+    """What one key event says of its key."""
     if isinstance(event, ApiKey.Issued):
         return ApiKeyEntry(event.name, event.role, event.key_hash, False, event.timestamp)
     return ApiKeyEntry("", "", event.key_hash, True, event.timestamp)
