@@ -21,7 +21,7 @@ from projections.dead_letters import skipped_positions
 from projections.generation import current_generation
 from projections.read_model import APPLICATION_NAME, Keys, applied_position, customer_document
 from projections.replay import PAGE, customer_changes, key_index, notifications
-from write_side.store_queries import notifications_of_customer
+from write_side.store_adapter.queries import notifications_of_customer
 
 LiveFields = tuple[bytes, bytes | int, bytes | int]  # a customer hash's d, s, o
 

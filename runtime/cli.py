@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from edge.access_policy import ROLES
 from runtime.cli_demo import demo
 from runtime.cli_migrate import register as register_migrate_command
 from runtime.cli_projection import register as register_projection_commands
@@ -25,6 +26,7 @@ HELP = (
     "rebuild and audit it, and manage API keys."
 )
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP)
+ROLE_CHOICES = f"{', '.join(ROLES[:-1])} or {ROLES[-1]}"
 
 
 def _print_version(asked: bool) -> None:
@@ -105,15 +107,15 @@ def redis_unusable(container: Container, error: Exception) -> typer.Exit:
 
 @tokens.command("create")
 def tokens_create(
-    role: Annotated[str, typer.Option(help="admin, staff or producer")],
+    role: Annotated[str, typer.Option(help=ROLE_CHOICES)],
     name: Annotated[str, typer.Option(help="A unique name for the key's holder")],
 ) -> None:
     """Create a key and print it once, alone on stdout; only its hash is stored."""
-    if role not in ("admin", "staff", "producer"):
-        raise fail("--role must be admin, staff or producer")
+    if role not in ROLES:
+        raise fail(f"--role must be {ROLE_CHOICES}")
     if not name.strip() or len(name) > 150:
         raise fail("--name must be 1 to 150 characters")
-    from write_side.application import ApiKeyNameTakenError
+    from write_side.errors import ApiKeyNameTakenError
 
     container = open_container()
     try:
@@ -137,7 +139,7 @@ def tokens_list() -> None:
         container.close()
     table = Table("name", "role", "state", "issued")
     for entry in sorted(entries, key=lambda e: e.issued_at):
-        state = "revoked" if entry.is_revoked else "active"
+        state = "revoked" if entry.revoked else "active"
         table.add_row(entry.name, entry.role, state, entry.issued_at.isoformat())
     Console().print(table)
 
@@ -145,8 +147,8 @@ def tokens_list() -> None:
 @tokens.command("revoke")
 def tokens_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> None:
     """Revoke a key; every process stops accepting it within a second."""
-    from write_side.application import ApiKeyNotFoundError
     from write_side.domain.api_key import ApiKeyRevokedError
+    from write_side.errors import ApiKeyNotFoundError
 
     container = open_container()
     try:

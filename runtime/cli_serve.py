@@ -97,7 +97,7 @@ def _redis_url(container: Container, *, must_answer: bool = False) -> str:
 
 def ensure_admin_key(container: Container) -> Path | None:
     """On a first start (no keys at all), issue an admin key into DATA_DIR/admin.token."""
-    from write_side.application import ApiKeyNameTakenError
+    from write_side.errors import ApiKeyNameTakenError
 
     service = container.write_service
     if service.has_api_keys():

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from projections.projector import Projector
     from runtime.redis_store import EmbeddedRedis, RedisEndpoint
     from write_side.key_directory import KeyDirectory
-    from write_side.order_desk import OrderDesk
+    from write_side.throughput.order_desk import OrderDesk
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Container:
 
     def __post_init__(self) -> None:
         from write_side.key_directory import KeyDirectory
-        from write_side.order_desk import OrderDesk
+        from write_side.throughput.order_desk import OrderDesk
 
         self.write_service = open_customer_service(self.settings.EVENT_STORE_URL)
         self.write_keys = KeyDirectory(self.write_service)

@@ -18,8 +18,9 @@ from eventsourcing.persistence import IntegrityError, InternalError, Programming
 from psycopg import conninfo
 from psycopg.errors import DuplicateObject, DuplicateTable
 
-from runtime.settings import event_store_env, libpq_options
+from runtime.settings import event_store_env
 from write_side.application import CustomerService
+from write_side.store_adapter.options import libpq_options
 
 ATTEMPTS = 8
 

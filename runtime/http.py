@@ -24,7 +24,7 @@ from runtime.container import Container
 from runtime.http_protocol import respond_at_once
 from runtime.method_gate import install_method_gate, key_directory_role, read_grants_role
 from write_side.api import router as write_router
-from write_side.fast_orders import FastOrderPlacement
+from write_side.throughput.fast_orders import FastOrderPlacement
 
 DESCRIPTION = (
     "Customers and orders, event-sourced, with an exact running-totals read model. "

@@ -10,23 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 
-from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Match, Route
 
+from edge.access_policy import (
+    READ_CUSTOMERS,
+    WRITE_EVENTS,
+    AccessRefusedError,
+    authorize_header,
+    may,
+)
 from edge.errors import ApiError, error_response
-from edge.token_header import INVALID_TOKEN, PERMISSION_DENIED, TokenHeaderError, key_from_header
-from read_side.auth import READ_ROLES, AccessRefusedError, identify
+from edge.token_header import PERMISSION_DENIED
 from read_side.read_side import ReadSide
-from write_side.auth import RETRY_AFTER, STORE_UNAVAILABLE, WWW_AUTHENTICATE
-from write_side.key_directory import WRITE_ROLES, KeyDirectory
+from write_side.auth import RETRY_AFTER, as_api_error, authorized_entry
+from write_side.key_directory import KeyDirectory
 
 NOT_ALLOWED = 'Method "{method}" not allowed.'
 READ_UNAVAILABLE = "The read model is unavailable; retry shortly."
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-ROLES_BY_METHOD = {"GET": READ_ROLES, "HEAD": READ_ROLES}
+# What each method asks of the caller; any other method writes.
+PERMISSION_BY_METHOD = {"GET": READ_CUSTOMERS, "HEAD": READ_CUSTOMERS}
 
 # The role of the caller a request's Authorization header names; raises ApiError.
 RoleOf = Callable[[bytes | None], Awaitable[str]]
@@ -40,9 +45,9 @@ def read_grants_role(read_side: ReadSide) -> RoleOf:
         if not read_side.started or not state.is_fresh:
             raise ApiError(503, READ_UNAVAILABLE, RETRY_AFTER)
         try:
-            return identify(authorization, state.grants).role
+            return authorize_header(authorization, state.grants, None).role
         except AccessRefusedError as refusal:
-            raise ApiError(refusal.status, refusal.detail, WWW_AUTHENTICATE) from None
+            raise as_api_error(refusal) from None
 
     return role_of
 
@@ -51,17 +56,7 @@ def key_directory_role(directory: KeyDirectory) -> RoleOf:
     """Roles from the event store's keys, as the write routes check them."""
 
     async def role_of(authorization: bytes | None) -> str:
-        try:
-            key = key_from_header(authorization)
-        except TokenHeaderError as error:
-            raise ApiError(401, error.detail, WWW_AUTHENTICATE) from None
-        try:
-            entry = await run_in_threadpool(directory.lookup, key)
-        except (OperationalError, InterfaceError):
-            raise ApiError(503, STORE_UNAVAILABLE, RETRY_AFTER) from None
-        if entry is None or entry.is_revoked:
-            raise ApiError(401, INVALID_TOKEN, WWW_AUTHENTICATE)
-        return entry.role
+        return (await authorized_entry(directory, authorization, None)).role
 
     return role_of
 
@@ -95,7 +90,9 @@ def install_method_gate(app: FastAPI, role_of: RoleOf, *routers: APIRouter) -> N
                 role = await role_of(_authorization(request))
             except ApiError as refusal:
                 return error_response(refusal.status_code, refusal.detail, _only_401(refusal))
-            if not any(role in ROLES_BY_METHOD.get(method, WRITE_ROLES) for method in allowed):
+            if not any(
+                may(role, PERMISSION_BY_METHOD.get(method, WRITE_EVENTS)) for method in allowed
+            ):
                 return error_response(403, PERMISSION_DENIED)
         detail = NOT_ALLOWED.format(method=request.method)
         return error_response(405, detail, {"Allow": ", ".join(allowed)})

@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from write_side.store_adapter.options import LIBPQ_ENV_PREFIX
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # Query parameters EVENT_STORE_URL may carry for PostgreSQL. Those of libpq go to every
@@ -26,7 +28,6 @@ LIBPQ_OPTIONS = (
     "application_name",
 )
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-LIBPQ_ENV_PREFIX = "LIBPQ_"
 
 # What the eventsourcing library reads from the process environment besides what
 # EVENT_STORE_URL sets. The projector and audit decode stored events themselves, so a
@@ -153,7 +154,7 @@ def event_store_env(url: str) -> dict[str, str]:
             "POSTGRES_MAX_OVERFLOW": "10",
             "POSTGRES_LOCK_TIMEOUT": "5",
             "APPLICATION_RECORDER_TOPIC": (
-                "write_side.store_queries:FailFastPostgresApplicationRecorder"
+                "write_side.store_adapter.recorder:FailFastPostgresApplicationRecorder"
             ),
         }
         if "schema" in query:
@@ -174,15 +175,6 @@ def _private_file(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-
-
-def libpq_options(env: dict[str, str]) -> dict[str, str]:
-    """The libpq connection options an event_store_env() mapping carries (sslmode, ...)."""
-    return {
-        name[len(LIBPQ_ENV_PREFIX) :].lower(): value
-        for name, value in env.items()
-        if name.startswith(LIBPQ_ENV_PREFIX)
-    }
 
 
 def _positive_int(query: dict[str, list[str]], name: str, default: int) -> int:

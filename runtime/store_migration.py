@@ -16,7 +16,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
-from write_side.store_queries import position_of
+from write_side.store_adapter.queries import position_of
 
 PAGE = 1000
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from decimal import Decimal
 from typing import Annotated, Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError
@@ -16,20 +13,20 @@ from fastapi.exceptions import RequestValidationError
 from edge.errors import ApiError
 from edge.exact_json import ExactJSONRoute, noted_body_error
 from edge.ids import MAX_CUSTOMER_ID, parse_customer_id
-from write_side.application import (
+from write_side.auth import RETRY_AFTER, STORE_UNAVAILABLE, Producer, Service
+from write_side.command_runner import Written
+from write_side.domain.customer import CustomerAlreadyActiveError, CustomerInactiveError
+from write_side.domain.order import OrderCancelledError, RefundExceedsAmountError
+from write_side.errors import (
     ConcurrentUpdateError,
     CustomerAlreadyRegisteredError,
     CustomerNotFoundError,
-    IdempotencyClaim,
     IdempotencyKeyInFlightError,
     IdempotencyKeyReusedError,
     OrderIdTakenError,
     OrderNotFoundError,
-    Written,
 )
-from write_side.auth import RETRY_AFTER, STORE_UNAVAILABLE, Producer, Service
-from write_side.domain.customer import CustomerAlreadyActiveError, CustomerInactiveError
-from write_side.domain.order import OrderCancelledError, RefundExceedsAmountError
+from write_side.idempotency import IdempotencyClaim, fingerprint
 from write_side.schemas import (
     CustomerWritten,
     ErrorBody,
@@ -100,16 +97,7 @@ async def idempotency_claim(
         return None
     if not idempotency_key.strip():
         raise ApiError(422, "Idempotency-Key must not be blank.")
-    body = await request.body()
-    try:
-        canonical = json.dumps(
-            json.loads(body or b"null", parse_float=Decimal), sort_keys=True, default=str
-        )
-    except ValueError:
-        canonical = body.hex()
-    digest = hashlib.sha256(
-        f"{request.method} {request.url.path}\n{canonical}".encode()
-    ).hexdigest()
+    digest = fingerprint(request.method, request.url.path, await request.body())
     return IdempotencyClaim(principal.name, idempotency_key, digest)
 
 

@@ -1,4 +1,4 @@
-"""Producers' credentials: Token keys resolved against ApiKey events, cached briefly."""
+"""Producers' credentials: Token keys checked by the access policy on the key directory."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from edge.errors import ApiError
-from edge.token_header import (
-    INVALID_TOKEN,
-    PERMISSION_DENIED,
-    TokenHeaderError,
-    key_from_header,
+from edge.access_policy import (
+    WRITE_EVENTS,
+    AccessRefusedError,
+    Permission,
+    authorize,
+    presented_key,
 )
+from edge.errors import ApiError
+from write_side.api_keys import ApiKeyEntry
 from write_side.application import CustomerService
-from write_side.key_directory import WRITE_ROLES, KeyDirectory
+from write_side.key_directory import KeyDirectory
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": "Token"}
 STORE_UNAVAILABLE = "Event store unavailable."
@@ -29,6 +31,33 @@ RETRY_AFTER = {"Retry-After": "1"}
 class Principal:
     name: str
     role: str
+
+
+def as_api_error(refusal: AccessRefusedError) -> ApiError:
+    """The HTTP error for a refusal; a 401 names the Token scheme."""
+    headers = WWW_AUTHENTICATE if refusal.status == 401 else None
+    return ApiError(refusal.status, refusal.detail, headers)
+
+
+async def authorized_entry(
+    directory: KeyDirectory, authorization: bytes | str | None, permission: Permission | None
+) -> ApiKeyEntry:
+    """The entry of the key a Token header presents, if the policy lets it act.
+
+    Raises ApiError: 401/403 with DRF's wording, 503 if the store cannot tell.
+    """
+    try:
+        key = presented_key(authorization)
+        arrived = time.monotonic()
+        entry = directory.known(key, arrived)
+        if entry is None:  # only the store can tell: ask it off the event loop
+            try:
+                entry = await run_in_threadpool(directory.lookup, key, arrived)
+            except (OperationalError, InterfaceError):
+                raise ApiError(503, STORE_UNAVAILABLE, RETRY_AFTER) from None
+        return authorize(entry, permission)
+    except AccessRefusedError as refusal:
+        raise as_api_error(refusal) from None
 
 
 # Dependencies that never block are coroutines: FastAPI runs a plain function in a worker
@@ -49,22 +78,8 @@ async def authenticated_producer(
     directory: Annotated[KeyDirectory, Depends(get_key_directory)],
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
-    """A caller with role producer or admin (DRF's 401/403 wording otherwise)."""
-    try:
-        key = key_from_header(authorization)
-    except TokenHeaderError as error:
-        raise ApiError(401, error.detail, WWW_AUTHENTICATE) from None
-    arrived = time.monotonic()
-    entry = directory.known(key, arrived)
-    if entry is None:  # only the store can tell: ask it off the event loop
-        try:
-            entry = await run_in_threadpool(directory.lookup, key, arrived)
-        except (OperationalError, InterfaceError):
-            raise ApiError(503, STORE_UNAVAILABLE, RETRY_AFTER) from None
-    if entry is None or entry.is_revoked:
-        raise ApiError(401, INVALID_TOKEN, WWW_AUTHENTICATE)
-    if entry.role not in WRITE_ROLES:
-        raise ApiError(403, PERMISSION_DENIED)
+    """A caller whose role may write events (DRF's 401/403 wording otherwise)."""
+    entry = await authorized_entry(directory, authorization, WRITE_EVENTS)
     return Principal(entry.name, entry.role)
 
 

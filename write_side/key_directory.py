@@ -10,18 +10,20 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from write_side.application import ApiKeyEntry, CustomerService
-from write_side.domain.api_key import hash_key
+from edge.access_policy import WRITE_EVENTS, AccessRefusedError, authorize, grant_for
+from write_side.api_keys import ApiKeyEntry, fold
+from write_side.application import CustomerService
 
-WRITE_ROLES = frozenset({"producer", "admin"})
+# How old the keys may be that a request is checked against: the bound on revocation.
+MAX_AGE_SECONDS = 0.5
 
 
 class KeyDirectory:
     """Key hash -> entry, refreshed from the event store at most every `max_age` seconds.
 
-    Revocation therefore takes effect within `max_age` (0.5 s) in every process. A key
-    not known yet (created a moment ago, perhaps by another process) is looked up again
-    after a refresh that started after the request arrived, so new keys work at once.
+    Revocation therefore takes effect within `max_age` in every process. A key not known
+    yet (created a moment ago, perhaps by another process) is looked up again after a
+    refresh that started after the request arrived, so new keys work at once.
     One refresh runs at a time and everyone who needs one meanwhile waits for it, so a
     flood of unknown keys keeps at most one small query in flight. When the store is
     unavailable, keys older than `max_age` are never used: the refresh's error reaches
@@ -29,7 +31,7 @@ class KeyDirectory:
     without another attempt each (during an outage each would wait for the store).
     """
 
-    def __init__(self, service: CustomerService, max_age: float = 0.5) -> None:
+    def __init__(self, service: CustomerService, max_age: float = MAX_AGE_SECONDS) -> None:
         self._service = service
         self._max_age = max_age
         self._entries: dict[str, ApiKeyEntry] = {}
@@ -49,12 +51,11 @@ class KeyDirectory:
         """
         if arrived is None:
             arrived = time.monotonic()
-        key_hash = hash_key(key)
         self._refresh_unless_started_after(arrived - self._max_age, arrived)
-        entry = self._entries.get(key_hash)
+        entry = grant_for(key, self._entries)
         if entry is None:
             self._refresh_unless_started_after(arrived, arrived)
-            entry = self._entries.get(key_hash)
+            entry = grant_for(key, self._entries)
         return entry
 
     def known(self, key: str, arrived: float) -> ApiKeyEntry | None:
@@ -62,12 +63,15 @@ class KeyDirectory:
         None when only `lookup` can tell (the key is unknown, or the keys are too old)."""
         if self._refreshed_at < arrived - self._max_age:
             return None
-        return self._entries.get(hash_key(key))
+        return grant_for(key, self._entries)
 
     def may_write(self, key: str, arrived: float | None = None) -> bool:
-        """Whether the key is known, not revoked, and of a role that may write."""
-        entry = self.lookup(key, arrived)
-        return entry is not None and not entry.is_revoked and entry.role in WRITE_ROLES
+        """Whether the access policy lets the key write events."""
+        try:
+            authorize(self.lookup(key, arrived), WRITE_EVENTS)
+        except AccessRefusedError:
+            return False
+        return True
 
     def _refresh_unless_started_after(self, moment: float, arrived: float) -> None:
         while self._refreshed_at < moment:
@@ -99,12 +103,7 @@ class KeyDirectory:
             raise
         with self._lock:
             for entry in entries:
-                known = self._entries.get(entry.key_hash)
-                if known is not None and entry.is_revoked and not entry.name:
-                    entry = ApiKeyEntry(
-                        known.name, known.role, known.key_hash, True, known.issued_at
-                    )
-                self._entries[entry.key_hash] = entry
+                fold(self._entries, entry)
             self._position = position
             self._refreshed_at = refresh.started
             self._failure = None

@@ -19,7 +19,7 @@ from projections.read_model import Keys
 from runtime.cli import app
 from runtime.demo_store import append_sample
 from tests.support.projection_helpers import customer_service
-from write_side.store_queries import notifications_of_customer
+from write_side.store_adapter.queries import notifications_of_customer
 
 
 def test_audit_of_a_faithful_read_model_is_clean(cli_env: dict[str, str]) -> None:

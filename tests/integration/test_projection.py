@@ -16,6 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from rich.console import Console
 from typer.testing import CliRunner
 
+from edge.access_policy import hash_key
 from projections.dead_letters import record_skip
 from projections.event_decoding import UnprojectableEventError
 from projections.live_loop import run_live
@@ -32,7 +33,6 @@ from tests.support.projection_helpers import (
     projected,
     wait_until,
 )
-from write_side.domain.api_key import hash_key
 
 
 def quiet() -> Console:

@@ -19,9 +19,9 @@ from projections.projector import Projector
 from projections.read_model import PROFILE_FIELDS, Keys, format_minor_units
 from projections.stored_fields import canonical_time
 from tests.support.projection_helpers import all_projected, customer_service, folded
-from write_side.application import WriteError
 from write_side.domain.customer import CustomerError
 from write_side.domain.order import OrderError
+from write_side.errors import WriteError
 
 CUSTOMER_IDS = st.integers(min_value=1, max_value=3)
 # Text that JSON encoders like to get wrong: quotes, backslashes, slashes, non-ASCII.

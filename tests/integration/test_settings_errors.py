@@ -13,8 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from runtime.cli import app as cli
-from runtime.settings import Settings, event_store_env, libpq_options
+from runtime.settings import Settings, event_store_env
 from tests.support.valkey_process import ValkeyProcess
+from write_side.store_adapter.options import libpq_options
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,9 +19,11 @@ import pytest
 from runtime.container import Container
 from runtime.http import build_app
 from runtime.settings import Settings, event_store_env
-from write_side.application import CustomerNotFoundError, CustomerService, Written
+from write_side.application import CustomerService
+from write_side.command_runner import Written
 from write_side.domain.customer import Customer, CustomerInactiveError
 from write_side.domain.order import Order, OrderCancelledError, RefundExceedsAmountError
+from write_side.errors import CustomerNotFoundError
 
 T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +85,8 @@ def test_two_services_sharing_one_store_never_allocate_the_same_id(event_store_u
 SECOND_PROCESS = """
 import sys
 from runtime.settings import event_store_env
-from write_side.application import CustomerService, Written
+from write_side.application import CustomerService
+from write_side.command_runner import Written
 
 service = CustomerService(event_store_env(sys.argv[1]))
 print("ready", flush=True)

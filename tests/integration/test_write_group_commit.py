@@ -15,7 +15,7 @@ from eventsourcing.persistence import IntegrityError
 from runtime.settings import event_store_env
 from write_side.application import CustomerService
 from write_side.domain.order import Order
-from write_side.group_commit import GroupCommit
+from write_side.throughput.group_commit import GroupCommit
 
 PLACED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -14,10 +14,10 @@ from runtime.container import Container
 from runtime.http import build_app
 from runtime.settings import Settings
 from tests.integration.test_write_api import WriteApi
-from write_side.application import IdempotencyClaim
 from write_side.domain.customer import Customer
 from write_side.domain.idempotency import IdempotencyRecord
 from write_side.domain.ids import idempotency_stream_id
+from write_side.idempotency import IdempotencyClaim
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def test_a_retry_while_the_first_is_in_flight_is_a_conflict(api: WriteApi) -> No
     # A first request with key k-1 holds its claim until the retry has been answered.
     def first_request_in_flight() -> None:
         claim = IdempotencyClaim("orders-service", "k-1", "fingerprint of the first")
-        with api.service._claimed(claim):
+        with api.service._commands.in_flight.hold(claim):
             claim_in_flight.set()
             release.wait(timeout=10)
 

@@ -10,17 +10,14 @@ from decimal import Decimal
 import pytest
 
 from runtime.settings import event_store_env
-from write_side.application import (
-    CustomerNotFoundError,
-    CustomerService,
-    OrderIdTakenError,
-    OrderRequest,
-    Written,
-)
+from write_side.application import CustomerService
+from write_side.command_runner import Written
 from write_side.domain.customer import CustomerInactiveError
 from write_side.domain.order import Order
+from write_side.errors import CustomerNotFoundError, OrderIdTakenError
 from write_side.key_directory import KeyDirectory
-from write_side.order_desk import REFER, OrderDesk, Outcome
+from write_side.orders import OrderRequest
+from write_side.throughput.order_desk import REFER, OrderDesk, Outcome
 
 
 @dataclass

@@ -23,7 +23,7 @@ from runtime.http import build_app
 from runtime.settings import Settings
 from tests.conftest import with_query
 from tests.support.waiting import wait_until
-from write_side.application import ApiKeyEntry
+from write_side.api_keys import ApiKeyEntry
 from write_side.key_directory import KeyDirectory
 
 # The bound from an outage's start to a write's 503, with a little margin.

@@ -8,12 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
+from edge.access_policy import hash_key
 from runtime.cli import app as cli
 from runtime.container import Container
 from runtime.http import build_app
 from runtime.settings import Settings
 from tests.support.waiting import wait_until
-from write_side.domain.api_key import hash_key
 
 REVOCATION_BOUND_SECONDS = 1.0
 

@@ -6,13 +6,8 @@ import hashlib
 
 import pytest
 
-from write_side.domain.api_key import (
-    ApiKey,
-    ApiKeyRevokedError,
-    UnknownRoleError,
-    hash_key,
-    new_secret_key,
-)
+from edge.access_policy import hash_key
+from write_side.domain.api_key import ApiKey, ApiKeyRevokedError, UnknownRoleError, new_secret_key
 
 
 def test_a_new_key_has_at_least_32_random_bytes_and_no_spaces() -> None:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.support.waiting import wait_until
-from write_side.batching import Batching, Call, Latch
+from write_side.throughput.batching import Batching, Call, Latch
 
 BLOW_UP = -1000
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.access_policy import hash_key
 from edge.token_header import key_from_header
 from read_side.auth import AccessRefusedError, authorize_reader
 from read_side.projection_state import KeyGrant
@@ -24,7 +25,7 @@ from tests.support.drf_reference import (
     django_authorization,
     drf_outcome,
 )
-from write_side.domain.api_key import hash_key, new_secret_key
+from write_side.domain.api_key import new_secret_key
 
 Outcome = tuple[int, str | None, str | None]
 

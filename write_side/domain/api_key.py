@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from edge.access_policy import ROLES
 from write_side.domain.ids import api_key_stream_id
-
-Role = Literal["admin", "staff", "producer"]
-ROLES: tuple[Role, ...] = ("admin", "staff", "producer")
 
 
 def new_secret_key() -> str:
     """A fresh key: 32 random bytes, URL-safe text without spaces."""
     return secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class ApiKey(Aggregate):
@@ -72,7 +65,7 @@ class ApiKeyError(Exception):
 
 
 class UnknownRoleError(ApiKeyError):
-    """The role is not one of admin, staff, producer."""
+    """The role is not one the access policy knows."""
 
 
 class ApiKeyRevokedError(ApiKeyError):

@@ -3,7 +3,7 @@
 A durable PostgreSQL commit waits for the disk (milliseconds), and the library's recorder
 holds a table lock across it, so one save per transaction caps a store at a few hundred
 writes per second however many threads wait. Here each caller hands in the events of one
-command; the batch leader (see write_side.batching) stores every waiting command's events
+command; the batch leader (see batching) stores every waiting command's events
 in one transaction and answers each with its own recordings. A command's events are never
 split across transactions, and nobody is answered before the transaction holding its
 events has committed.
@@ -20,7 +20,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from write_side.batching import Batching, Call
+from write_side.throughput.batching import Batching, Call
 
 Store = Callable[[Sequence[Any]], list[Any]]
 Events = Sequence[Any]

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-from write_side.application import CustomerService, OrderRequest, Written
+from write_side.application import CustomerService
+from write_side.command_runner import Written
+from write_side.orders import OrderRequest
 
 log = logging.getLogger("customers.write")
 

@@ -2,7 +2,7 @@
 
 It answers a well-formed order with a valid-looking key in the event loop: the body is
 read, parsed exactly (numbers as Decimal) and validated with the route's own model, then
-the order goes to the order desk (write_side.order_desk), which checks the key and places
+the order goes to the order desk (order_desk), which checks the key and places
 it in a batch with whatever else is waiting. No thread hop, routing or dependency solving
 per request. Anything else (another path, an Idempotency-Key, a body that fails
 validation, a key the desk does not accept) passes through untouched to the route in
@@ -24,9 +24,10 @@ from edge.exact_json import BodyError, parse_json
 from edge.pipeline import ROUTE_KEY
 from edge.token_header import TokenHeaderError, key_from_header
 from write_side.api import ORDER_FROM_INACTIVE, as_http_refusal
-from write_side.application import OrderRequest, Written
-from write_side.order_desk import OrderDesk, Referral
+from write_side.command_runner import Written
+from write_side.orders import OrderRequest
 from write_side.schemas import PlaceOrder
+from write_side.throughput.order_desk import OrderDesk, Referral
 
 PATH = "/api/orders"
 # Larger bodies are no plain order; the route reads them.

@@ -2,7 +2,7 @@
 
 Placing an order only needs to know that its customer exists and is active, as read
 after the request arrived. Rather than a query per order to fast-forward the customer
-aggregate, concurrent orders share one query (write_side.batching) that returns only
+aggregate, concurrent orders share one query (see batching) that returns only
 the topics of the events each customer's stream gained since this process last looked;
 the topics alone tell the status (write_side.domain.customer.ACTIVE_AFTER).
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from uuid import UUID
 
-from write_side.batching import Batching, Call
 from write_side.domain.customer import ACTIVE_AFTER
 from write_side.domain.ids import customer_stream_id
+from write_side.throughput.batching import Batching, Call
 
 TopicsAfter = Callable[[Sequence[tuple[UUID, int]]], list[tuple[UUID, int, str]]]
 
