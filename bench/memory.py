@@ -29,7 +29,7 @@ from bench.common import (
     write_json,
 )
 from bench.common_data import bulk_load_customers, sample_customers
-from projections.read_model import Keys, customer_document
+from projections.read_model import Keys, read_customer
 from write_side.application import CustomerService
 
 PIPELINE = 1000
@@ -112,7 +112,7 @@ def measure(customers: int) -> dict[str, Any]:
                 our_batch, naive_batch, records, strict=True
             ):
                 customer_id = int(key.rsplit(":", 1)[1])
-                document = customer_document(customer_id, doc, spent or 0, orders or 0)
+                document = read_customer(customer_id, doc, spent or 0, orders or 0)
                 pipe.hset(naive_key, mapping=naive_fields(document))  # type: ignore[arg-type]
             pipe.execute()
         ours_bytes = average_memory_usage(client, ours)

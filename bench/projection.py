@@ -48,6 +48,7 @@ from bench.common import (
     write_json,
 )
 from bench.common_data import bulk_load_customers, sample_customers
+from contract.customer_document import PROFILE_FIELDS
 from projections.customer_view import CustomerRecord, apply
 from projections.event_decoding import (
     CANCELLED,
@@ -65,7 +66,7 @@ from projections.event_decoding import (
 )
 from projections.notification_log import page_reader
 from projections.projector import Projector
-from projections.read_model import D_PROFILE, PROFILE_FIELDS, Keys
+from projections.read_model import D_PROFILE, Keys
 from projections.stored_fields import canonical_time
 from projections.tracking import RedisTrackingRecorder
 from runtime.settings import event_store_env

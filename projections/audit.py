@@ -19,7 +19,7 @@ from eventsourcing.persistence import ApplicationRecorder, Notification
 from projections.customer_view import CustomerRecord, apply, fold
 from projections.dead_letters import skipped_positions
 from projections.generation import current_generation
-from projections.read_model import APPLICATION_NAME, Keys, applied_position, customer_document
+from projections.read_model import APPLICATION_NAME, Keys, applied_position, read_customer
 from projections.replay import PAGE, customer_changes, key_index, notifications
 from write_side.store_adapter.queries import notifications_of_customer
 
@@ -248,8 +248,8 @@ def _compare(
         return [Difference(customer_id, "customer", "absent", "present")]
     if actual is None:
         return [Difference(customer_id, "customer", "present", "absent")]
-    want = customer_document(customer_id, *expected.fields())
-    have = customer_document(customer_id, *actual)
+    want = read_customer(customer_id, *expected.fields())
+    have = read_customer(customer_id, *actual)
     differences = [
         Difference(customer_id, name, want[name], have.get(name))
         for name in want

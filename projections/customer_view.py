@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import orjson
 
+from contract.customer_document import PROFILE_FIELDS
 from projections.event_decoding import (
     DEACTIVATED,
     LOGGED_IN,
@@ -19,7 +20,6 @@ from projections.event_decoding import (
     REGISTERED,
     CustomerChange,
 )
-from projections.read_model import PROFILE_FIELDS
 
 EMPTY_PROFILE: tuple[str | None, ...] = (None,) * len(PROFILE_FIELDS)
 

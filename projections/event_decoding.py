@@ -21,7 +21,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import resolve_topic
 
-from projections.read_model import PROFILE_FIELDS
+from contract.customer_document import PROFILE_FIELDS
 from projections.stored_fields import (
     BadPayloadError,
     check_profile_value,

@@ -34,40 +34,11 @@ from typing import Any
 
 import orjson
 
+from contract.customer_document import PROFILE_FIELDS, customer_document
+
 DEFAULT_PREFIX = "customers"
 # The application whose notification log is projected: its field in the tracking hash.
 APPLICATION_NAME = "customers"
-
-PROFILE_FIELDS: tuple[str, ...] = (
-    "first_name",
-    "last_name",
-    "email",
-    "mobile_number",
-    "national_code",
-    "birth_date",
-    "gender",
-    "notes",
-)
-COMPLETION_FIELDS: tuple[str, ...] = PROFILE_FIELDS[:7]
-
-# The 200 body's fields in the seed document's order.
-RESPONSE_FIELDS: tuple[str, ...] = (
-    "id",
-    "first_name",
-    "last_name",
-    "email",
-    "mobile_number",
-    "national_code",
-    "birth_date",
-    "gender",
-    "notes",
-    "is_active",
-    "is_profile_completed",
-    "date_joined",
-    "last_login",
-    "total_orders",
-    "total_spent",
-)
 
 # Indexes into the `d` array.
 D_POSITION, D_ACTIVE, D_DATE_JOINED, D_LAST_LOGIN = 0, 1, 2, 3
@@ -130,38 +101,27 @@ def format_minor_units(minor: int) -> str:
     return f"{sign}{units}.{cents:02d}"
 
 
-def customer_document(
+def read_customer(
     customer_id: int, doc: bytes | str, spent: bytes | str | int, orders: bytes | str | int
 ) -> dict[str, Any]:
-    """The contract's 200 body, fields in contract order, from a customer hash's fields."""
+    """The customer document (contract.customer_document) from a customer hash's fields."""
     values = orjson.loads(doc)
-    profile = values[D_PROFILE : D_PROFILE + len(PROFILE_FIELDS)]
-    first_name, last_name, email, mobile, national_code, birth_date, gender, notes = profile
-    body: dict[str, Any] = {
-        "id": customer_id,
-        "first_name": first_name,
-        "last_name": last_name,
-        "email": email,
-        "mobile_number": mobile,
-        "national_code": national_code,
-        "birth_date": birth_date,
-        "gender": gender,
-        "notes": notes,
-    }
-    body["is_active"] = values[D_ACTIVE] in (1, "1", True)
-    body["is_profile_completed"] = all(v is not None for v in profile[:7])
-    body["date_joined"] = values[D_DATE_JOINED]
-    body["last_login"] = values[D_LAST_LOGIN]
-    body["total_orders"] = int(orders)
-    body["total_spent"] = format_minor_units(int(spent))
-    return body
+    return customer_document(
+        customer_id,
+        values[D_PROFILE : D_PROFILE + len(PROFILE_FIELDS)],
+        active=values[D_ACTIVE] in (1, "1", True),
+        date_joined=values[D_DATE_JOINED],
+        last_login=values[D_LAST_LOGIN],
+        total_orders=int(orders),
+        total_spent=format_minor_units(int(spent)),
+    )
 
 
 def render_customer(
     customer_id: int, doc: bytes | str, spent: bytes | str | int, orders: bytes | str | int
 ) -> bytes:
     """The 200 body as JSON bytes."""
-    return orjson.dumps(customer_document(customer_id, doc, spent, orders))
+    return orjson.dumps(read_customer(customer_id, doc, spent, orders))
 
 
 def applied_position(doc: bytes | str) -> int:

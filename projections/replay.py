@@ -19,7 +19,7 @@ from projections.event_decoding import (
     decode,
     event_time,
 )
-from projections.read_model import customer_document
+from projections.read_model import read_customer
 from projections.stored_fields import canonical_time
 
 PAGE = 5000
@@ -72,9 +72,7 @@ def history(
     if customer_id is not None:
         changes = (c for c in changes if c.customer_id == customer_id)
     records = fold(changes)
-    return {
-        cid: customer_document(cid, *record.fields()) for cid, record in sorted(records.items())
-    }
+    return {cid: read_customer(cid, *record.fields()) for cid, record in sorted(records.items())}
 
 
 def key_index(recorder: ApplicationRecorder, upto: int) -> dict[str, tuple[str, bool]]:

@@ -12,16 +12,20 @@ import hashlib
 import redis
 from redis.exceptions import NoScriptError
 
+from contract.customer_document import PROFILE_FIELDS
+
 # KEYS[1] customer hash. ARGV[1] the position of the last change, as text; then each
 # change in position order as flat arguments (no JSON to decode: cjson.decode is the
 # costliest step a script can take):
 #   position, kind, spent_from_here, orders_from_here, then by kind
-#   R: date_joined, the 8 profile values | P: count, then (profile index, value) pairs
+#   R: date_joined, the profile values (contract.customer_document's PROFILE order)
+#   P: count, then (profile index, value) pairs
 #   L: login time | D, A, O, C, F: nothing
 # where *_from_here sum that change and every later one, and a profile value is "" for
 # null or "=" followed by the text. Applies exactly the changes after the record's guard
 # (the position d starts with); returns how many it applied.
-APPLY_CUSTOMER = """
+APPLY_CUSTOMER = f"""
+local profile_width = {len(PROFILE_FIELDS)}
 local raw = redis.call('HGET', KEYS[1], 'd')
 local guard, tail = 0, nil
 if raw then
@@ -36,7 +40,7 @@ local function value(text)
 end
 local function width(i)
   local kind = ARGV[i + 1]
-  if kind == 'R' then return 13 end
+  if kind == 'R' then return 5 + profile_width end
   if kind == 'P' then return 5 + 2 * tonumber(ARGV[i + 4]) end
   if kind == 'L' then return 5 end
   return 4
@@ -50,7 +54,8 @@ local function doc()
     if raw then
       d = cjson.decode(raw)
     else
-      d = {'0', 1, null, null, null, null, null, null, null, null, null, null}
+      d = {{'0', 1, null, null}}
+      for j = 1, profile_width do d[4 + j] = null end
     end
   end
   return d
@@ -61,7 +66,7 @@ while i <= n do
     local record = doc()
     record[2] = 1
     record[3] = ARGV[i + 4]
-    for j = 1, 8 do record[4 + j] = value(ARGV[i + 4 + j]) end
+    for j = 1, profile_width do record[4 + j] = value(ARGV[i + 4 + j]) end
   elseif kind == 'P' then
     local record = doc()
     for j = 1, tonumber(ARGV[i + 4]) do

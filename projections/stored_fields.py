@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from contract.customer_document import PROFILE_FIELDS
 from edge.ids import MAX_CUSTOMER_ID
-from projections.read_model import PROFILE_FIELDS
 
 _PROFILE_NAMES = frozenset(PROFILE_FIELDS)
 

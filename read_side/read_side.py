@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from projections.read_model import Keys
-from read_side.api import CustomerReader
+from read_side.customer_reader import CustomerReader
 from read_side.metrics import RequestMetrics
 from read_side.projection_state import DEFAULT_UPSTREAM, ProjectionState
 from read_side.redis_link import RedisLink

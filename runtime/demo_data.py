@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from projections.read_model import COMPLETION_FIELDS
+from contract.customer_document import COMPLETION_FIELDS
 
 FIRST_NAMES = {
     "male": (

@@ -15,8 +15,9 @@ from edge.errors import install_error_handlers
 from edge.openapi import document_api
 from edge.pipeline import EdgeLimits, EdgePipeline, Observer
 from projections.read_model import Keys
-from read_side.api import CustomerFastPath, CustomerReader
 from read_side.api import router as read_router
+from read_side.customer_reader import CustomerReader
+from read_side.fast_path import CustomerFastPath
 from read_side.read_side import ReadSide
 from read_side.service import Health, healthz
 from read_side.service import router as service_router

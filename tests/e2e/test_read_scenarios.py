@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from projections.read_model import RESPONSE_FIELDS
+from contract.customer_document import RESPONSE_FIELDS
 from projections.rebuild import rebuild
 from tests.e2e.all_in_one import Running, all_in_one
 from tests.support.waiting import wait_until

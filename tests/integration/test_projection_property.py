@@ -15,8 +15,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contract.customer_document import PROFILE_FIELDS
 from projections.projector import Projector
-from projections.read_model import PROFILE_FIELDS, Keys, format_minor_units
+from projections.read_model import Keys, format_minor_units
 from projections.stored_fields import canonical_time
 from tests.support.projection_helpers import all_projected, customer_service, folded
 from write_side.domain.customer import CustomerError

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import redis
 
+from contract.customer_document import RESPONSE_FIELDS
 from edge.token_header import (
     HAS_SPACES,
     INVALID_TOKEN,
@@ -19,7 +20,7 @@ from edge.token_header import (
     NOT_PROVIDED,
     PERMISSION_DENIED,
 )
-from projections.read_model import RESPONSE_FIELDS, Keys
+from projections.read_model import Keys
 from runtime.container import Container
 from runtime.http import build_app
 from runtime.settings import Settings

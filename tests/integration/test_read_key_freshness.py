@@ -7,7 +7,7 @@ import asyncio
 import redis
 
 from projections.read_model import Keys
-from read_side.api import CustomerReader
+from read_side.customer_reader import CustomerReader
 from read_side.projection_state import ProjectionState
 from read_side.redis_link import RedisLink
 from tests.support.read_model_records import put_api_key, put_customer, set_applied_position

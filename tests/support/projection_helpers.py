@@ -10,7 +10,7 @@ import redis
 
 from projections.customer_view import fold
 from projections.generation import current_generation
-from projections.read_model import Keys, customer_document
+from projections.read_model import Keys, read_customer
 from projections.replay import customer_changes, notifications
 from runtime.settings import event_store_env
 from tests.support.waiting import wait_until as polled_until
@@ -38,7 +38,7 @@ def projected(client: redis.Redis, keys: Keys, customer_id: int) -> dict[str, An
     doc, spent, orders = client.hmget(keys.customer(generation, customer_id), "d", "s", "o")
     if doc is None:
         return None
-    return customer_document(customer_id, doc, spent or 0, orders or 0)
+    return read_customer(customer_id, doc, spent or 0, orders or 0)
 
 
 def all_projected(client: redis.Redis, keys: Keys) -> dict[int, dict[str, Any]]:
@@ -55,7 +55,7 @@ def all_projected(client: redis.Redis, keys: Keys) -> dict[int, dict[str, Any]]:
 def folded(service: CustomerService) -> dict[int, dict[str, Any]]:
     """Every customer's document from a plain in-memory fold of the stored events."""
     records = fold(customer_changes(notifications(service.recorder), set()))
-    return {cid: customer_document(cid, *r.fields()) for cid, r in records.items()}
+    return {cid: read_customer(cid, *r.fields()) for cid, r in records.items()}
 
 
 def applied_position(client: redis.Redis, keys: Keys) -> int:

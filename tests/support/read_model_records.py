@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 import redis
 
-from projections.read_model import PROFILE_FIELDS, Keys
+from contract.customer_document import PROFILE_FIELDS
+from projections.read_model import Keys
 
 
 def put_customer(

@@ -8,6 +8,7 @@ import orjson
 import pytest
 from eventsourcing.persistence import Notification
 
+from contract.customer_document import PROFILE_FIELDS
 from projections.customer_view import CustomerRecord, apply, fold
 from projections.event_decoding import (
     CANCELLED,
@@ -23,7 +24,7 @@ from projections.event_decoding import (
     UnprojectableEventError,
     decode,
 )
-from projections.read_model import PROFILE_FIELDS, customer_document
+from projections.read_model import read_customer
 from write_side.domain.customer import PROFILE_FIELDS as DOMAIN_PROFILE_FIELDS
 
 JOINED = "2026-01-02T03:04:05.000006+00:00"
@@ -35,7 +36,7 @@ def registered(position: int = 1, customer_id: int = 7) -> CustomerChange:
 
 
 def document(record: CustomerRecord) -> dict[str, Any]:
-    return customer_document(record.customer_id, *record.fields())
+    return read_customer(record.customer_id, *record.fields())
 
 
 def stored(position: int, topic: str, state: dict[str, Any]) -> Notification:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge.ids import parse_customer_id
-from read_side.api import _etag_matches
+from read_side.customer_reader import _etag_matches
 
 
 # The rule changed deliberately, for parity with Django's `<int:pk>`: leading zeros are

@@ -8,18 +8,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from contract.customer_document import PROFILE_FIELDS
 from write_side.domain.ids import customer_stream_id
-
-PROFILE_FIELDS: tuple[str, ...] = (
-    "first_name",
-    "last_name",
-    "email",
-    "mobile_number",
-    "national_code",
-    "birth_date",
-    "gender",
-    "notes",
-)
 
 Profile = dict[str, str | None]
 

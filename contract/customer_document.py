@@ -1,0 +1,78 @@
+"""The customer document the read API serves: its fields, their order, when a profile is complete.
+
+The one home of these facts. The domain's profile, the projection's record and its Lua
+script, the audit's fold, the demo data and the read API's response model all derive from
+the tables here; a profile field added to PROFILE (and typed in write_side/schemas.py, where
+its format is validated) reaches every one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProfileField:
+    name: str
+    completes_profile: bool = True  # needed for is_profile_completed
+    description: str | None = None
+    pattern: str | None = None  # of the served text, for the OpenAPI document
+
+
+# In the order the document lists them (the seed document's order).
+PROFILE: tuple[ProfileField, ...] = (
+    ProfileField("first_name"),
+    ProfileField("last_name"),
+    ProfileField("email"),
+    ProfileField("mobile_number"),
+    ProfileField("national_code"),
+    ProfileField("birth_date", description="YYYY-MM-DD", pattern=r"^\d{4}-\d{2}-\d{2}$"),
+    ProfileField("gender", description="male or female", pattern="^(male|female)$"),
+    ProfileField("notes", completes_profile=False),
+)
+PROFILE_FIELDS: tuple[str, ...] = tuple(field.name for field in PROFILE)
+COMPLETION_FIELDS: tuple[str, ...] = tuple(f.name for f in PROFILE if f.completes_profile)
+_COMPLETES = tuple(field.completes_profile for field in PROFILE)
+
+# The whole document, in order: the id, the profile, then status, times and totals.
+RESPONSE_FIELDS: tuple[str, ...] = (
+    "id",
+    *PROFILE_FIELDS,
+    "is_active",
+    "is_profile_completed",
+    "date_joined",
+    "last_login",
+    "total_orders",
+    "total_spent",
+)
+
+
+def is_profile_completed(profile: Sequence[str | None]) -> bool:
+    """Whether every field that completes a profile is set (values in PROFILE order)."""
+    return all(
+        value is not None for value, needed in zip(profile, _COMPLETES, strict=True) if needed
+    )
+
+
+def customer_document(
+    customer_id: int,
+    profile: Sequence[str | None],
+    *,
+    active: bool,
+    date_joined: str | None,
+    last_login: str | None,
+    total_orders: int,
+    total_spent: str,
+) -> dict[str, Any]:
+    """The document, fields in RESPONSE_FIELDS order (profile values in PROFILE order)."""
+    document: dict[str, Any] = {"id": customer_id}
+    document.update(zip(PROFILE_FIELDS, profile, strict=True))
+    document["is_active"] = active
+    document["is_profile_completed"] = is_profile_completed(profile)
+    document["date_joined"] = date_joined
+    document["last_login"] = last_login
+    document["total_orders"] = total_orders
+    document["total_spent"] = total_spent
+    return document
