@@ -1,10 +1,6 @@
-"""The OpenAPI document and its pages, as users of every app read them.
+"""The OpenAPI document, as users of every app read it; its pages are edge/docs_pages.py.
 
-The pages (/docs: Swagger UI, /redoc: ReDoc) load their scripts and styles from this
-service, never from a CDN, so they work on a network without internet access. The assets
-come from the `fastapi-offline` package, which vendors both viewers.
-
-The document FastAPI generates is then completed with what the routes cannot declare: the
+The document FastAPI generates is completed with what the routes cannot declare: the
 `Token` security scheme, the statuses the edge answers for every route (400, 405, 413,
 431, 500, ...), integer bounds as exact integers, and headers documented with their type.
 """
@@ -14,18 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_fields_from_routes
-from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
 from pydantic import create_model
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
-DOCS_URL = "/docs"
-REDOC_URL = "/redoc"
-ASSETS_URL = "/docs/assets"
-ASSETS_PACKAGE = ("fastapi_offline", "static")
+from edge.docs_pages import serve_documentation_pages
 
 SECURITY_SCHEME = "Token"
 TOKEN_SCHEME: dict[str, Any] = {
@@ -38,20 +28,13 @@ TOKEN_SCHEME: dict[str, Any] = {
     ),
 }
 
-# Swagger UI: the key entered under "Authorize" lives in the page only. A Token key is a
-# long-lived secret; persisting it would keep it in the browser's local storage for good.
-SWAGGER_UI_PARAMETERS: dict[str, Any] = {
-    "persistAuthorization": False,
-    "displayRequestDuration": True,
-}
-
 Document = dict[str, Any]
 Transform = Callable[[Document], None]
 
 
 def document_api(app: FastAPI) -> None:
     """Everything the apps' OpenAPI document says beyond what the routes declare."""
-    _serve_documentation_pages(app)
+    serve_documentation_pages(app)
     _post_process(
         app,
         [
@@ -63,42 +46,6 @@ def document_api(app: FastAPI) -> None:
             _document_edge_statuses,
         ],
     )
-
-
-def _serve_documentation_pages(app: FastAPI) -> None:
-    """Serve /docs and /redoc with their assets from this service, not from a CDN."""
-    if app.docs_url is not None or app.redoc_url is not None:
-        raise ValueError("build the app with docs_url=None, redoc_url=None: these pages are ours")
-    openapi_url = app.openapi_url or "/openapi.json"
-    app.mount(ASSETS_URL, StaticFiles(packages=[ASSETS_PACKAGE]), name="docs-assets")
-
-    def assets(request: Request) -> str:
-        return f"{request.scope.get('root_path', '')}{ASSETS_URL}"
-
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{assets(request)}/swagger-ui-bundle.js",
-            swagger_css_url=f"{assets(request)}/swagger-ui.css",
-            swagger_favicon_url=f"{assets(request)}/favicon.png",
-            oauth2_redirect_url=None,  # no OAuth2 flow: Token keys are entered as they are
-            swagger_ui_parameters={**SWAGGER_UI_PARAMETERS, **(app.swagger_ui_parameters or {})},
-        )
-
-    async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return get_redoc_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{assets(request)}/redoc.standalone.js",
-            redoc_favicon_url=f"{assets(request)}/favicon.png",
-            with_google_fonts=False,
-        )
-
-    app.add_route(DOCS_URL, swagger_ui, include_in_schema=False)
-    app.add_route(REDOC_URL, redoc, include_in_schema=False)
 
 
 def _post_process(app: FastAPI, transforms: list[Transform]) -> None:

@@ -16,10 +16,11 @@ import orjson
 import redis
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
+from contract.application import APPLICATION_NAME
 from projections.customer_view import CustomerRecord, apply, fold
 from projections.dead_letters import skipped_positions
 from projections.generation import current_generation
-from projections.read_model import APPLICATION_NAME, Keys, applied_position, read_customer
+from projections.read_model import Keys, applied_position, read_customer
 from projections.replay import PAGE, customer_changes, key_index, notifications
 from write_side.store_adapter.queries import notifications_of_customer
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import redis
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError
 
+from contract.application import APPLICATION_NAME
 from projections.dead_letters import is_skipped, record_dead_letter
 from projections.event_decoding import UnprojectableEventError
 from projections.generation import current_generation
@@ -34,7 +35,7 @@ from projections.page_commands import (
     load_scripts,
     prepare_page,
 )
-from projections.read_model import APPLICATION_NAME, Keys
+from projections.read_model import Keys
 from projections.repair import ReadModelLostError, Repair, check_unchanged, read_marker
 from projections.tracking import RedisTrackingRecorder, TrackingRolledBackError
 from projections.watermark import Watermark

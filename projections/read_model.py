@@ -38,7 +38,6 @@ from contract.customer_document import PROFILE_FIELDS, customer_document
 
 DEFAULT_PREFIX = "customers"
 # The application whose notification log is projected: its field in the tracking hash.
-APPLICATION_NAME = "customers"
 
 # Indexes into the `d` array.
 D_POSITION, D_ACTIVE, D_DATE_JOINED, D_LAST_LOGIN = 0, 1, 2, 3

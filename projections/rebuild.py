@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import redis
 from eventsourcing.persistence import ApplicationRecorder
 
+from contract.application import APPLICATION_NAME
 from projections.generation import current_generation
 from projections.projector import Projector
-from projections.read_model import APPLICATION_NAME, Keys
+from projections.read_model import Keys
 from projections.repair import read_marker
 from projections.scripts import switch_generation
 

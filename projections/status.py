@@ -7,8 +7,9 @@ from typing import Any, TypedDict
 import redis
 from eventsourcing.persistence import ApplicationRecorder
 
+from contract.application import APPLICATION_NAME
 from projections.dead_letters import unresolved
-from projections.read_model import APPLICATION_NAME, Keys
+from projections.read_model import Keys
 
 
 class ProjectionStatus(TypedDict):

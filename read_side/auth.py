@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from edge.access_policy import READ_CUSTOMERS, AccessRefusedError, authorize_header
-from read_side.projection_state import KeyGrant
+from read_side.state_records import KeyGrant
 
 __all__ = ["AccessRefusedError", "authorize_reader"]
 

@@ -12,27 +12,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 
-import orjson
 import redis.asyncio as aioredis
 
+from contract.application import APPLICATION_NAME
 from projections.read_model import Keys
 from projections.repair import REPAIR_ANNOUNCEMENT, RepairMarker, parse_marker
 from projections.status import status_from
 from read_side.redis_link import RedisLink, RedisReplyError, StoreUnavailableError
+from read_side.state_records import (
+    FIRST_GENERATION,
+    KeyGrant,
+    as_int,
+    as_text_dict,
+    generation_of,
+    parse_grants,
+)
 
 log = logging.getLogger("customers.read")
-
-DEFAULT_UPSTREAM = "customers"
-FIRST_GENERATION = 1
-
-
-@dataclass(frozen=True)
-class KeyGrant:
-    key_hash: str
-    role: str
-    revoked: bool
 
 
 class ProjectionState:
@@ -44,7 +41,7 @@ class ProjectionState:
         keys: Keys,
         *,
         redis_url: str,
-        upstream: str = DEFAULT_UPSTREAM,
+        upstream: str = APPLICATION_NAME,
         refresh_interval: float = 0.25,
         max_staleness: float = 1.0,
     ) -> None:
@@ -99,7 +96,7 @@ class ProjectionState:
     async def position_went_back(self, generation: int, position: int) -> bool:
         """Whether Redis now holds less than `position` of `generation` (read before)."""
         raw = await self._link.execute("HGET", self._keys.tracking(generation), self._upstream)
-        if _as_int(raw) >= position:
+        if as_int(raw) >= position:
             return False
         self.recheck_soon()  # the refresh records the loss for every later request
         return True
@@ -147,7 +144,7 @@ class ProjectionState:
         # Redis only ever holds more than what was seen before these reads were sent; less
         # than this snapshot means it lost data (an announcement during them is no loss).
         seen_generation, seen_position = self.generation, self.position
-        generation = _generation(await self._link.execute("GET", self._keys.generation))
+        generation = generation_of(await self._link.execute("GET", self._keys.generation))
         connection = self._link.connections
         tracking, grants, repair, projector, letters, skipped = await asyncio.gather(
             self._link.execute("HGET", self._keys.tracking(generation), self._upstream),
@@ -157,10 +154,10 @@ class ProjectionState:
             self._link.execute("LRANGE", self._keys.dead_letters, 0, -1),
             self._link.execute("HKEYS", self._keys.skips),
         )
-        self.projector = _as_text_dict(projector) or None
+        self.projector = as_text_dict(projector) or None
         self.dead_letters = status_from(0, 0, 0, letters, skipped)["dead_letters"]
-        self.grants = _parse_grants(grants)
-        self.grants_position = _as_int(tracking)
+        self.grants = parse_grants(grants)
+        self.grants_position = as_int(tracking)
         self.repair = parse_marker(repair)
         if generation == seen_generation and self.grants_position < seen_position:
             # Redis went back (the projector says why and repairs): follow it down, so
@@ -221,7 +218,7 @@ class ProjectionState:
         generation = self.generation
         tracking = await self._link.execute("HGET", self._keys.tracking(generation), self._upstream)
         if generation == self.generation:
-            self._advance(generation, _as_int(tracking))
+            self._advance(generation, as_int(tracking))
 
     def _advance(self, generation: int, position: int) -> None:
         """Move to a position; it only grows within a generation (a lower bound anyway)."""
@@ -275,29 +272,3 @@ class ProjectionState:
                 with contextlib.suppress(Exception):
                     await client.aclose()
             await asyncio.sleep(0.5)
-
-
-def _generation(value: bytes | None) -> int:
-    # The projector creates generation 1 on first use; until then there is nothing else.
-    return int(value) if value is not None else FIRST_GENERATION
-
-
-def _as_text_dict(flat: list[bytes]) -> dict[str, str]:
-    return {flat[index].decode(): flat[index + 1].decode() for index in range(0, len(flat) - 1, 2)}
-
-
-def _as_int(value: bytes | None) -> int:
-    return int(value) if value else 0
-
-
-def _parse_grants(flat: list[bytes]) -> dict[str, KeyGrant]:
-    grants: dict[str, KeyGrant] = {}
-    for index in range(0, len(flat) - 1, 2):
-        try:
-            _, role, revoked = orjson.loads(flat[index + 1])
-        except (orjson.JSONDecodeError, ValueError, TypeError):
-            log.warning("ignoring a malformed API key record")
-            continue
-        key_hash = flat[index].decode()
-        grants[key_hash] = KeyGrant(key_hash, str(role), bool(int(revoked)))
-    return grants

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from contract.application import APPLICATION_NAME
 from projections.read_model import Keys
 from read_side.customer_reader import CustomerReader
 from read_side.metrics import RequestMetrics
-from read_side.projection_state import DEFAULT_UPSTREAM, ProjectionState
+from read_side.projection_state import ProjectionState
 from read_side.redis_link import RedisLink
 
 
@@ -18,7 +19,7 @@ class ReadSide:
         keys: Keys,
         *,
         min_position_wait: float = 2.0,
-        upstream: str = DEFAULT_UPSTREAM,
+        upstream: str = APPLICATION_NAME,
         metrics: RequestMetrics | None = None,
     ) -> None:
         self.keys = keys

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,6 +9,7 @@ import typer
 from rich.console import Console
 
 from edge.access_policy import ROLES
+from runtime.cli_common import err, fail, open_container
 from runtime.cli_demo import demo
 from runtime.cli_migrate import register as register_migrate_command
 from runtime.cli_projection import register as register_projection_commands
@@ -18,8 +18,7 @@ from runtime.cli_serve import register as register_serve_commands
 # Settings, stores and the framework are imported where a command needs them: --help and
 # the key commands then start in a fraction of a second.
 if TYPE_CHECKING:
-    from runtime.container import Container
-    from runtime.settings import Settings
+    pass
 
 HELP = (
     "Customers and orders, event-sourced: serve the APIs, project the read model, "
@@ -55,54 +54,6 @@ app.command("demo")(demo)
 register_projection_commands(app)
 register_serve_commands(app)
 register_migrate_command(app)
-err = Console(stderr=True, soft_wrap=True)
-
-
-def fail(message: str) -> typer.Exit:
-    err.print(f"error: {message}", highlight=False, markup=False)
-    return typer.Exit(code=2)
-
-
-def load_settings() -> Settings:
-    """Settings from the environment; a bad value is one line naming the variable."""
-    from pydantic import ValidationError
-
-    from runtime.settings import Settings, library_variables_set
-
-    ignored = library_variables_set(dict(os.environ))
-    if ignored:
-        raise fail(
-            f"{ignored[0]}: not supported: the event store is configured by EVENT_STORE_URL "
-            "alone (the projector reads stored events as this service writes them); unset it"
-        )
-    try:
-        return Settings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        message = str(first["msg"]).removeprefix("Value error, ")
-        if not first["loc"]:  # a check across variables names its variable itself
-            raise fail(message) from None
-        variable = ".".join(str(part) for part in first["loc"])
-        raise fail(f"{variable}: {message}") from None
-
-
-def open_container() -> Container:
-    from runtime.container import Container
-    from runtime.event_store import one_line, why_unreachable
-
-    settings = load_settings()
-    try:
-        return Container(settings)
-    except Exception as error:  # a store that cannot be opened is a one-line error
-        reason = why_unreachable(settings.EVENT_STORE_URL) or one_line(error)
-        raise fail(f"EVENT_STORE_URL: cannot open the event store ({reason})") from None
-
-
-def redis_unusable(container: Container, error: Exception) -> typer.Exit:
-    """The one-line error for a Redis that cannot be used, naming the variable at fault."""
-    if container.settings.REDIS_URL is None:  # the embedded one, whose files are in DATA_DIR
-        return fail(f"DATA_DIR: cannot start the embedded Redis (REDIS_URL is unset): {error}")
-    return fail(f"REDIS_URL: cannot reach Redis ({error})")
 
 
 @tokens.command("create")

@@ -23,7 +23,7 @@ def demo(
 
     from rich.console import Console
 
-    from runtime.cli import open_container
+    from runtime.cli_common import open_container
     from runtime.demo_store import append_sample, has_customers, summary
 
     container = open_container()

@@ -18,7 +18,7 @@ def migrate_command(
     """Copy every event of EVENT_STORE_URL into another store, in order; run it again to
     resume or to catch up. Stop the writers first; afterwards point EVENT_STORE_URL at the
     target and run `customers rebuild` and `customers audit`."""
-    from runtime.cli import fail, load_settings
+    from runtime.cli_common import fail, load_settings
     from runtime.event_store import one_line, open_customer_service, why_unreachable
     from runtime.settings import event_store_env
     from runtime.store_migration import MigrationError, migrate

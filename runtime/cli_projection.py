@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from runtime.cli_audit import audit_command
-from runtime.cli_read_model import fail, open_read_model
+from runtime.cli_common import fail, open_read_model
 
 err = Console(stderr=True, soft_wrap=True)
 

@@ -34,7 +34,7 @@ PROJECTOR_STOP_SECONDS = 30.0
 
 
 def _open() -> Container:
-    from runtime.cli import open_container
+    from runtime.cli_common import open_container
 
     container = open_container()
     try:
@@ -50,7 +50,7 @@ def _open() -> Container:
 
 
 def _fail(message: str) -> typer.Exit:
-    from runtime.cli import fail
+    from runtime.cli_common import fail
 
     return fail(message)
 
@@ -83,10 +83,10 @@ def _redis_url(container: Container, *, must_answer: bool = False) -> str:
     is written (an unusable REDIS_URL used to surface as a traceback after the admin key
     was issued); a read API starts anyway and answers 503 until Redis is back.
     """
-    from runtime.cli import redis_unusable
+    from runtime.cli_common import redis_unusable
 
     try:
-        url = container.redis_url
+        url = container.start_redis()
         if must_answer:
             container.redis.ping()
     except Exception as error:  # not startable or not reachable: one line, no traceback
@@ -148,7 +148,7 @@ def serve() -> None:
     from projections.live_loop import run_live
     from projections.projector import Projector
     from runtime.http import build_app
-    from runtime.redis_store import RedisSupervisor
+    from runtime.redis_supervisor import RedisSupervisor
 
     container = _open()
     stop = threading.Event()

@@ -39,16 +39,16 @@ class Container:
         self.write_keys = KeyDirectory(self.write_service)
         self.order_desk = OrderDesk(self.write_service, self.write_keys.may_write)
 
-    # The read model's Redis and the projector, built on first use: write-only processes
-    # never need Redis.
+    # The read model's Redis, started only by start_redis() (write-only processes never need
+    # it), then its client and the projector, built on first use.
     _redis_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _redis_endpoint: RedisEndpoint | None = field(init=False, default=None)
     _redis_client: redis.Redis | None = field(init=False, default=None)
     _projector: Projector | None = field(init=False, default=None)
 
-    @property
-    def redis_url(self) -> str:
-        """The configured Redis, or the embedded one (started here) when REDIS_URL is unset."""
+    def start_redis(self) -> str:
+        """The read model's Redis URL: the configured one, or an embedded Redis started now
+        when REDIS_URL is unset (its files in DATA_DIR). Safe to call again."""
         from runtime.redis_store import open_redis
 
         with self._redis_lock:
@@ -68,10 +68,13 @@ class Container:
 
     @property
     def redis(self) -> redis.Redis:
-        """A sync client for the projector and the CLI."""
+        """A sync client for the projector and the CLI, once start_redis() was called."""
         import redis
 
-        url = self.redis_url
+        endpoint = self._redis_endpoint
+        if endpoint is None:
+            raise RuntimeError("the read model's Redis is not started: call start_redis()")
+        url = endpoint.url
         with self._redis_lock:
             if self._redis_client is None:
                 self._redis_client = redis.Redis.from_url(url, socket_timeout=30)

@@ -22,7 +22,7 @@ from read_side.read_side import ReadSide
 from read_side.service import Health, healthz
 from read_side.service import router as service_router
 from runtime.container import Container
-from runtime.http_protocol import respond_at_once
+from runtime.http_writes import respond_at_once
 from runtime.method_gate import install_method_gate, key_directory_role, read_grants_role
 from write_side.api import router as write_router
 from write_side.throughput.fast_orders import FastOrderPlacement
@@ -134,7 +134,7 @@ def _observer(read_side: ReadSide) -> Observer:
 
 def build_read_side(container: Container, redis_url: str | None) -> ReadSide:
     return ReadSide(
-        redis_url or container.redis_url,
+        redis_url or container.start_redis(),
         Keys(container.settings.REDIS_PREFIX),
         min_position_wait=container.settings.MIN_POSITION_WAIT_SECONDS,
     )

@@ -1,9 +1,7 @@
 """uvicorn's httptools protocol, with coalesced writes and bounded request heads.
 
-Coalescing: uvicorn writes a response's status line and headers, then its body, as two
-`transport.write` calls, and uvloop sends each at once: two system calls per response,
-which profiling showed to be the largest single cost of a small JSON answer. Here the
-writes of one event loop iteration are gathered and sent together at the end of it.
+Coalescing: responses leave through runtime/http_writes.py (one system call per loop
+iteration, and a finished answer written at once).
 
 Bounded heads: uvicorn's httptools protocol has no limit on the request line and headers,
 neither in size nor in time, so a client could make it buffer megabytes of one header
@@ -27,14 +25,13 @@ from typing import Any, ClassVar, cast
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
     HttpToolsProtocol,
-    RequestResponseCycle,
 )
 from uvicorn.server import ServerState
 
 from edge.errors import error_body
 from edge.pipeline import COMMON_HEADERS, RAW_CYCLE_KEY
+from runtime.http_writes import CoalescingTransport
 
 log = logging.getLogger("customers.http")
 
@@ -55,50 +52,6 @@ class HeaderLimits:
     max_bytes: int = 16 * 1024
     max_count: int = 100
     timeout_seconds: float = 10.0
-
-
-class CoalescingTransport:
-    """A transport whose writes within one loop iteration leave in one system call."""
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not self._pending:
-            self._loop.call_soon(self.flush)
-        self._pending.append(data)
-
-    def writelines(self, chunks: Any) -> None:
-        for chunk in chunks:
-            self.write(chunk)
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending.clear()
-        if not self._transport.is_closing():
-            self._transport.write(data)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
-
-    def is_closing(self) -> bool:  # asked on every request: spared the __getattr__ detour
-        return self._transport.is_closing()
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
-
-    def __getattr__(self, name: str) -> Any:
-        # Everything else (reading, flow control, extra info, abort) is the real transport.
-        return getattr(self._transport, name)
 
 
 def refusal(status: HTTPStatus, detail: str, extra: list[tuple[bytes, bytes]]) -> bytes:
@@ -295,45 +248,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def _close(self) -> None:
         if not self.transport.is_closing():
             self.transport.close()
-
-
-def respond_at_once(
-    cycle: object, status: int, headers: list[tuple[bytes, bytes]], body: bytes
-) -> bool:
-    """Write a whole response (status, headers, body) for `cycle` in one go.
-
-    What uvicorn's `send` does for a `http.response.start` and a final
-    `http.response.body`, without two coroutines and its per-header checks: the headers
-    come from this service's own code (names and values it built, a request id it
-    validated) and carry their Content-Length. Returns False, having written nothing,
-    whenever uvicorn's own path must handle it (flow control, an access log, a response
-    begun already); the caller then sends the ASGI messages.
-    """
-    if not isinstance(cycle, RequestResponseCycle):
-        return False
-    if cycle.response_started or cycle.disconnected or cycle.flow.write_paused:
-        return False
-    if cycle.access_log:
-        return False
-    cycle.response_started = True
-    cycle.waiting_for_100_continue = False
-    parts = [STATUS_LINE[status]]
-    for name, value in cycle.default_headers:
-        parts += (name, b": ", value, b"\r\n")
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
-    if not cycle.keep_alive:
-        parts.append(b"connection: close\r\n")
-    parts.append(b"\r\n")
-    if cycle.scope["method"] != "HEAD":
-        parts.append(body)
-    cycle.transport.write(b"".join(parts))
-    cycle.response_complete = True
-    cycle.message_event.set()
-    if not cycle.keep_alive:
-        cycle.transport.close()
-    cycle.on_response()
-    return True
 
 
 def protocol_class(limits: HeaderLimits) -> type[CoalescingHttpToolsProtocol]:

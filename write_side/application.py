@@ -13,6 +13,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError
 from eventsourcing.utils import Environment
 
+from contract.application import APPLICATION_NAME
 from edge.access_policy import hash_key
 from write_side.api_keys import ApiKeyEntry, IssuedKey, has_keys, read_entries
 from write_side.command_runner import CommandRunner, Decision, Written
@@ -43,7 +44,7 @@ A = TypeVar("A", bound=Aggregate)
 class CustomerService(Application[UUID]):
     """Customers, orders and API keys, event-sourced in one store."""
 
-    name = "customers"
+    name = APPLICATION_NAME
     env = {"AGGREGATE_CACHE_MAXSIZE": "50000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "y"}
 
     def __init__(self, env: dict[str, str] | None = None) -> None:

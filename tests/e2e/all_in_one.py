@@ -31,6 +31,7 @@ def all_in_one(event_store_url: str, redis_url: str, redis_prefix: str) -> Itera
         EVENT_STORE_URL=event_store_url, REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix
     )
     container = Container(settings)
+    container.start_redis()
     stop = threading.Event()
     projector = threading.Thread(target=run_live, args=(container.projector, stop), daemon=True)
     try:

@@ -32,6 +32,7 @@ def container(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[Con
         REDIS_PREFIX=redis_prefix,
     )
     container = Container(settings)
+    container.start_redis()
     yield container
     container.close()
 

@@ -15,7 +15,7 @@ from edge.token_header import (
     PERMISSION_DENIED,
 )
 from read_side.auth import AccessRefusedError, authorize_reader
-from read_side.projection_state import KeyGrant
+from read_side.state_records import KeyGrant
 
 
 def grant(key: str, role: str, revoked: bool = False) -> tuple[str, KeyGrant]:

@@ -48,4 +48,5 @@ def test_the_document_keeps_the_contract_order() -> None:
         total_spent="3.50",
     )
     assert tuple(document) == RESPONSE_FIELDS
-    assert document["id"] == 7 and document["is_profile_completed"] is False
+    assert document["id"] == 7
+    assert document["is_profile_completed"] is False

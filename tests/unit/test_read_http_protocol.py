@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from runtime.http_protocol import CoalescingTransport
+from runtime.http_writes import CoalescingTransport
 
 
 class RecordingTransport:

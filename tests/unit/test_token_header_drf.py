@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from edge.access_policy import hash_key
 from edge.token_header import key_from_header
 from read_side.auth import AccessRefusedError, authorize_reader
-from read_side.projection_state import KeyGrant
+from read_side.state_records import KeyGrant
 from tests.support.drf_reference import (
     KEYS,
     NON_ASCII_STAFF_KEY,
