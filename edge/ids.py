@@ -8,8 +8,14 @@ and nothing else: no sign, space, underscore or other script's digits. Ids are a
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 MAX_CUSTOMER_ID = 2**63 - 1
+# How both APIs document an id in their paths: FastAPI's Path(**CUSTOMER_ID_PARAMETER).
+CUSTOMER_ID_PARAMETER: dict[str, Any] = {
+    "description": "Customer id: ASCII digits (leading zeros allowed), 1 to 2^63-1",
+    "json_schema_extra": {"type": "integer", "minimum": 1, "maximum": MAX_CUSTOMER_ID},
+}
 _MAX_DIGITS = len(str(MAX_CUSTOMER_ID))
 
 

@@ -28,14 +28,18 @@ def read_customer_id(state: dict[str, Any]) -> int:
     return value
 
 
+def tagged_text(state: dict[str, Any], name: str, tag: str, kind: str) -> str:
+    """The text of a value the library's transcoder stored as {"_type_": tag, "_data_": text}."""
+    value = state[name]
+    text = value.get("_data_") if isinstance(value, dict) and value.get("_type_") == tag else None
+    if not isinstance(text, str):
+        raise BadPayloadError(f"{name} is not a stored {kind}")
+    return text
+
+
 def read_time(state: dict[str, Any], name: str) -> str:
     """A stored datetime as UTC ISO 8601 with microseconds (string order is time order)."""
-    value = state[name]
-    if not isinstance(value, dict) or value.get("_type_") != "datetime_iso":
-        raise BadPayloadError(f"{name} is not a stored datetime")
-    text = value.get("_data_")
-    if not isinstance(text, str):
-        raise BadPayloadError(f"{name} is not a stored datetime")
+    text = tagged_text(state, name, "datetime_iso", "datetime")
     if len(text) == 32 and text.endswith("+00:00") and text[19] == ".":
         return text  # already canonical: the common case, kept fast
     try:
@@ -53,12 +57,7 @@ def canonical_time(moment: datetime) -> str:
 
 def read_cents(state: dict[str, Any], name: str) -> int:
     """A stored Decimal amount as exact integer cents; never through a float."""
-    value = state[name]
-    if not isinstance(value, dict) or value.get("_type_") != "decimal_str":
-        raise BadPayloadError(f"{name} is not a stored decimal")
-    text = value.get("_data_")
-    if not isinstance(text, str):
-        raise BadPayloadError(f"{name} is not a stored decimal")
+    text = tagged_text(state, name, "decimal_str", "decimal")
     units, _, fraction = text.partition(".")
     if text.isascii() and units.isdigit() and len(fraction) == 2 and fraction.isdigit():
         return int(units) * 100 + int(fraction)  # the canonical "12.34": kept fast

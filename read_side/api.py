@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, create_model
 
 from contract.customer_document import PROFILE, ProfileField
-from edge.ids import MAX_CUSTOMER_ID
+from edge.ids import CUSTOMER_ID_PARAMETER
 from read_side.customer_reader import CustomerReader
 from read_side.fast_path import ROUTE
 
@@ -97,13 +97,7 @@ router = APIRouter(tags=["staff"])
 )
 async def get_customer(
     request: Request,
-    customer_id: Annotated[
-        str,
-        Path(
-            description="Customer id, a positive integer that fits in 64 bits",
-            json_schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_CUSTOMER_ID},
-        ),
-    ],
+    customer_id: Annotated[str, Path(**CUSTOMER_ID_PARAMETER)],
     authorization: Annotated[
         str | None, Header(description="`Token <key>` of a staff or admin key")
     ] = None,

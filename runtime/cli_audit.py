@@ -10,18 +10,10 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from runtime.cli_common import fail, open_read_model
+from runtime.cli_common import err, fail, open_read_model, progress_bar
 
-err = Console(stderr=True, soft_wrap=True)
 MAX_ROWS = 50  # differences shown in the table
 
 
@@ -131,13 +123,7 @@ def audit_command(
 def _audit_progress() -> Iterator[Callable[[int, int, int, int], None]]:
     """A progress bar on a terminal; otherwise a plain line at each tenth of the log."""
     if err.is_terminal:
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=err, transient=True) as bar:
+        with progress_bar(rate=False, transient=True) as bar:
             task = bar.add_task("auditing", total=None)
 
             def show(share: int, shares: int, position: int, upto: int) -> None:

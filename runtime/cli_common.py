@@ -16,6 +16,8 @@ from rich.console import Console
 # Settings, stores and the framework are imported where a command needs them: --help
 # starts without them.
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from runtime.container import Container
     from runtime.settings import Settings
 
@@ -83,3 +85,20 @@ def open_read_model() -> Container:
         container.close()
         raise redis_unusable(container, error) from None
     return container
+
+
+def progress_bar(*, rate: bool, transient: bool) -> Progress:
+    """A bar on stderr: what, how far, of how much (events/s if `rate`), time left."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if rate:
+        columns.append(TextColumn("{task.fields[rate]:>10,.0f} events/s"))
+    columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=err, transient=transient)

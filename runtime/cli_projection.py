@@ -15,19 +15,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from runtime.cli_audit import audit_command
-from runtime.cli_common import fail, open_read_model
-
-err = Console(stderr=True, soft_wrap=True)
+from runtime.cli_common import err, fail, open_read_model, progress_bar
 
 
 def project(
@@ -118,15 +109,8 @@ def rebuild_command() -> None:
 
     container = open_read_model()
     started = time.monotonic()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>10,.0f} events/s"),
-        TimeRemainingColumn(),
-    )
     try:
-        with Progress(*columns, console=err, transient=False) as progress:
+        with progress_bar(rate=True, transient=False) as progress:
             task = progress.add_task("rebuilding", total=None, rate=0.0)
 
             def report(position: int, head: int, events: int) -> None:

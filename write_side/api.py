@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 
 from edge.errors import ApiError
 from edge.exact_json import ExactJSONRoute, noted_body_error
-from edge.ids import MAX_CUSTOMER_ID, parse_customer_id
+from edge.ids import CUSTOMER_ID_PARAMETER, parse_customer_id
 from write_side.auth import RETRY_AFTER, STORE_UNAVAILABLE, Producer, Service
 from write_side.command_runner import Written
 from write_side.domain.customer import CustomerAlreadyActiveError, CustomerInactiveError
@@ -44,13 +44,7 @@ CUSTOMER_NOT_FOUND = "Customer not found."
 
 async def path_customer_id(
     _: Producer,
-    customer_id: Annotated[
-        str,
-        Path(
-            description="Customer id: ASCII digits (leading zeros allowed), 1 to 2^63-1",
-            json_schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_CUSTOMER_ID},
-        ),
-    ],
+    customer_id: Annotated[str, Path(**CUSTOMER_ID_PARAMETER)],
 ) -> int:
     """The customer id in the URL, by Django's `<int:pk>` rule; 404 after authentication."""
     parsed = parse_customer_id(customer_id)
