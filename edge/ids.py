@@ -21,8 +21,10 @@ _MAX_DIGITS = len(str(MAX_CUSTOMER_ID))
 
 def parse_customer_id(segment: str) -> int | None:
     """The id a URL segment names, or None when it names no customer."""
-    if not segment or not segment.isascii() or not segment.isdigit():
+    if not segment.isascii() or not segment.isdigit():  # "" is no digit either
         return None
+    if len(segment) < _MAX_DIGITS:  # the common case: below 2^63-1, whatever the digits
+        return int(segment) or None
     # Django's converter calls int(), which refuses strings longer than the interpreter's
     # digit limit (leading zeros included): no route, as there.
     limit = sys.get_int_max_str_digits()

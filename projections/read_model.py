@@ -108,11 +108,11 @@ def read_customer(
     return customer_document(
         customer_id,
         values[D_PROFILE : D_PROFILE + len(PROFILE_FIELDS)],
-        active=values[D_ACTIVE] in (1, "1", True),
-        date_joined=values[D_DATE_JOINED],
-        last_login=values[D_LAST_LOGIN],
-        total_orders=int(orders),
-        total_spent=format_minor_units(int(spent)),
+        values[D_ACTIVE] in (1, "1", True),
+        values[D_DATE_JOINED],
+        values[D_LAST_LOGIN],
+        int(orders),
+        format_minor_units(int(spent)),
     )
 
 

@@ -88,6 +88,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        self._max_head_bytes = self.header_limits.max_bytes
+        self._max_headers = self.header_limits.max_count
         self._in_head = True
         self._head_received = 0  # bytes fed to the parser since this head began
         self._head_parsed = 0  # bytes of the URL and the complete header lines
@@ -118,7 +120,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 # A byte of a new request: the deadline runs from here (or from the opening).
                 if self._head_deadline is None:
                     self._begin_head()
-                room = self.header_limits.max_bytes - self._head_received
+                room = self._max_head_bytes - self._head_received
                 if room <= 0:
                     self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, TOO_LARGE)
                     return
@@ -126,7 +128,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 self._head_received += len(piece)
             else:
                 piece, data = data, b""
-            super().data_received(piece)
+            HttpToolsProtocol.data_received(self, piece)
 
     # Parser callbacks: after a refusal the parser may still run to the end of the piece
     # it was given (at most `max_bytes`); nothing of that reaches the application.
@@ -137,30 +139,35 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._header_count = 0
         if self._head_deadline is None:
             self._begin_head()
-        super().on_message_begin()
+        HttpToolsProtocol.on_message_begin(self)
 
+    # These run for every request (on_header for every header): the counting is inline
+    # and the base class is called directly, each step a little cheaper than a call more.
     def on_url(self, url: bytes) -> None:
         if self._refused:
             return
-        self._count_head(len(url))
-        super().on_url(url)
+        self._head_parsed += len(url)
+        if self._head_parsed > self._max_head_bytes:
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, TOO_LARGE)
+            return
+        HttpToolsProtocol.on_url(self, url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._refused:
             return
         self._header_count += 1
-        self._count_head(len(name) + len(value) + _HEADER_LINE_OVERHEAD)
-        if self._header_count > self.header_limits.max_count:
+        self._head_parsed += len(name) + len(value) + _HEADER_LINE_OVERHEAD
+        if self._head_parsed > self._max_head_bytes or self._header_count > self._max_headers:
             self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, TOO_LARGE)
-        if not self._refused:
-            super().on_header(name, value)
+            return
+        HttpToolsProtocol.on_header(self, name, value)
 
     def on_headers_complete(self) -> None:
         if self._refused:
             return
         self._in_head = False
         self._head_deadline = None
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
         if self.cycle is not None:  # lets a finished answer skip the ASGI send messages
             self.cycle.scope[RAW_CYCLE_KEY] = self.cycle  # type: ignore[literal-required]
 
@@ -173,7 +180,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return
         self._in_head = True
         self._head_received = 0
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
 
     def handle_websocket_upgrade(self) -> None:
         if not self._refused:
@@ -182,11 +189,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # a parse error after a refusal: the refusal was the answer
             super().send_400_response(msg)
-
-    def _count_head(self, size: int) -> None:
-        self._head_parsed += size
-        if self._head_parsed > self.header_limits.max_bytes:
-            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, TOO_LARGE)
 
     def _begin_head(self) -> None:
         self._head_deadline = self.loop.time() + self.header_limits.timeout_seconds
