@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -63,11 +63,14 @@ async def _http_exception(_: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), exc.headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> Response:
+def validation_error_body(errors: Sequence[Mapping[str, Any]]) -> bytes:
     """FastAPI's list of errors, with inputs cut to a short excerpt and never converted."""
+    return orjson.dumps({"detail": [_reported(error) for error in errors[:MAX_REPORTED_ERRORS]]})
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = [_reported(error) for error in exc.errors()[:MAX_REPORTED_ERRORS]]
-    return Response(orjson.dumps({"detail": errors}), 422, media_type="application/json")
+    return Response(validation_error_body(exc.errors()), 422, media_type="application/json")
 
 
 def _reported(error: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from projections.read_model import Keys
+from projections.read_model import LAYOUT, LAYOUT_FIELD, Keys
 
 
 def current_generation(client: redis.Redis, keys: Keys) -> int:
@@ -12,3 +12,21 @@ def current_generation(client: redis.Redis, keys: Keys) -> int:
     client.set(keys.generation, "1", nx=True)
     value = client.get(keys.generation)
     return int(value) if value is not None else 1
+
+
+class LayoutMismatchError(Exception):
+    """A generation was written in another layout than this version writes and reads."""
+
+
+def claim_layout(client: redis.Redis, keys: Keys, generation: int) -> None:
+    """Record this version's LAYOUT for `generation`, or refuse one recorded in another."""
+    pipe = client.pipeline(transaction=True)
+    pipe.hsetnx(keys.tracking(generation), LAYOUT_FIELD, LAYOUT)
+    pipe.hget(keys.tracking(generation), LAYOUT_FIELD)
+    recorded = pipe.execute()[1]
+    if recorded is not None and recorded.decode() != LAYOUT:
+        raise LayoutMismatchError(
+            f"generation {generation} of the read model is in layout {recorded.decode()!r}, "
+            f"this version writes {LAYOUT!r}: run `customers rebuild` with this version, "
+            "or run the version that wrote it"
+        )

@@ -25,7 +25,7 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError
 from contract.application import APPLICATION_NAME
 from projections.dead_letters import is_skipped, record_dead_letter
 from projections.event_decoding import UnprojectableEventError
-from projections.generation import current_generation
+from projections.generation import claim_layout, current_generation
 from projections.heartbeat import BEAT_SECONDS, Heartbeat
 from projections.notification_log import Prefetch, Row, page_reader
 from projections.page_commands import (
@@ -271,6 +271,7 @@ class Projector:
         return value is not None and int(value) > self.generation
 
     def _use_generation(self, generation: int) -> None:
+        claim_layout(self.client, self.keys, generation)
         if self.generation:
             logger.info("projection now writes generation %d", generation)
         self.generation = generation

@@ -3,7 +3,8 @@
 Key layout (PREFIX defaults to "customers"; generations make rebuilds blue/green):
 
     {PREFIX}:generation            current generation number (string int)
-    {PREFIX}:g{N}:tracking         hash: application name -> last applied position
+    {PREFIX}:g{N}:tracking         hash: application name -> last applied position, and
+                                   "layout" -> the LAYOUT the generation was written in
     {PREFIX}:dead-letters          list of JSON poison-event reports
     {PREFIX}:skips                 hash: position -> JSON of an operator's decision to skip
     {PREFIX}:projector             hash: pid, host, position, head, at; a running projector
@@ -19,13 +20,18 @@ slot. Every atomic step on customer data touches exactly one customer key.
 
 A customer hash has three fields:
 
-    d   JSON array: [position, active, date_joined, last_login, first_name, last_name,
-                     email, mobile_number, national_code, birth_date, gender, notes]
+    d   JSON array: [position, active, date_joined, last_login, then the profile values
+                     in contract.customer_document's PROFILE order]
         position is the last applied event store position, as a decimal string (the
         per-customer guard that makes replays idempotent); active is 1 or 0; times are
         UTC ISO 8601 with microseconds (so string order is time order); absent values null
     s   total spent in integer minor units (cents), maintained with HINCRBY
     o   total orders (placed minus cancelled), maintained with HINCRBY
+
+LAYOUT names this encoding. The projector records it in each generation it writes and
+refuses to write a generation recorded in another; a reader finding another answers 503
+and says why. A change of encoding (a profile field added, say) therefore takes a
+rebuild, and old and new versions never read each other's records.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from typing import Any
 import orjson
 
 from contract.customer_document import PROFILE_FIELDS, customer_document
+
+LAYOUT_FIELD = "layout"
+LAYOUT = "1:" + ",".join(PROFILE_FIELDS)
 
 DEFAULT_PREFIX = "customers"
 # The application whose notification log is projected: its field in the tracking hash.

@@ -16,7 +16,7 @@ import time
 import redis.asyncio as aioredis
 
 from contract.application import APPLICATION_NAME
-from projections.read_model import Keys
+from projections.read_model import LAYOUT, LAYOUT_FIELD, Keys
 from projections.repair import REPAIR_ANNOUNCEMENT, RepairMarker, parse_marker
 from projections.status import status_from
 from read_side.redis_link import RedisLink, RedisReplyError, StoreUnavailableError
@@ -64,6 +64,7 @@ class ProjectionState:
         self.high_generation = FIRST_GENERATION
         self.keys_floor = 0
         self.repair: RepairMarker | None = None
+        self.layout: str | None = None  # as the generation records it (None: not recorded)
         # The running projector's heartbeat (None: none seen lately) and dead letters.
         self.projector: dict[str, str] | None = None
         self.dead_letters = 0
@@ -128,6 +129,8 @@ class ProjectionState:
         """Why the read model must not be served now (it lost data), or None."""
         if self.repair is not None:
             return f"repairing: {self.repair.reason}"
+        if self.layout is not None and self.layout != LAYOUT:
+            return f"the read model is in layout {self.layout!r}; this version reads {LAYOUT!r}"
         if self.position < self.high_water or self.generation < self.high_generation:
             return (
                 f"Redis holds position {self.position} of generation {self.generation}, "
@@ -147,7 +150,9 @@ class ProjectionState:
         generation = generation_of(await self._link.execute("GET", self._keys.generation))
         connection = self._link.connections
         tracking, grants, repair, projector, letters, skipped = await asyncio.gather(
-            self._link.execute("HGET", self._keys.tracking(generation), self._upstream),
+            self._link.execute(
+                "HMGET", self._keys.tracking(generation), self._upstream, LAYOUT_FIELD
+            ),
             self._link.execute("HGETALL", self._keys.api_keys(generation)),
             self._link.execute("HGETALL", self._keys.repair),
             self._link.execute("HGETALL", self._keys.projector),
@@ -157,7 +162,15 @@ class ProjectionState:
         self.projector = as_text_dict(projector) or None
         self.dead_letters = status_from(0, 0, 0, letters, skipped)["dead_letters"]
         self.grants = parse_grants(grants)
-        self.grants_position = as_int(tracking)
+        self.grants_position = as_int(tracking[0])
+        layout = tracking[1].decode() if tracking[1] is not None else None
+        if layout != self.layout and layout not in (None, LAYOUT):
+            log.error(
+                "generation %d of the read model is in layout %r; this version reads %r: "
+                "answering 503 until it is rebuilt by this version",
+                generation, layout, LAYOUT,
+            )  # fmt: skip
+        self.layout = layout
         self.repair = parse_marker(repair)
         if generation == seen_generation and self.grants_position < seen_position:
             # Redis went back (the projector says why and repairs): follow it down, so

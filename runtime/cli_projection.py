@@ -40,6 +40,7 @@ def project(
     projector takes it up within a second), unless --then-project.
     """
     from projections.dead_letters import record_skip
+    from projections.generation import LayoutMismatchError
     from projections.live_loop import run_live
     from projections.projector import DEFAULT_PAGE_SIZE
 
@@ -56,7 +57,10 @@ def project(
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        projector = container.projector
+        try:
+            projector = container.projector
+        except LayoutMismatchError as error:
+            raise fail(f"REDIS_URL: {error}") from None
         projector.page_size = page_size or DEFAULT_PAGE_SIZE
         err.print(
             f"projecting from position {projector.position} into generation "

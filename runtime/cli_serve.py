@@ -145,6 +145,7 @@ def _uvicorn(app: Any, container: Container) -> None:
 
 def serve() -> None:
     """All in one: write API, read API and projector in one process on HOST:PORT."""
+    from projections.generation import LayoutMismatchError
     from projections.live_loop import run_live
     from projections.projector import Projector
     from runtime.http import build_app
@@ -166,9 +167,15 @@ def serve() -> None:
         def count(_: int, events: int) -> None:
             applied[0] += events
 
-        projector = Projector(
-            container.write_service.recorder, container.redis, container.redis_keys, on_page=count
-        )
+        try:
+            projector = Projector(
+                container.write_service.recorder,
+                container.redis,
+                container.redis_keys,
+                on_page=count,
+            )
+        except LayoutMismatchError as error:
+            raise _fail(f"REDIS_URL: {error}") from None
         projector_thread = threading.Thread(
             target=run_live, args=(projector, stop), name="projector", daemon=True
         )

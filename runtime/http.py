@@ -227,7 +227,7 @@ def build_app(
             "/healthz", healthz, response_model=Health, tags=["operations"], summary="Alive"
         )
     if write:
-        inner = FastOrderPlacement(inner, container.order_desk)
+        inner = FastOrderPlacement(inner, container.order_desk, container.write_keys)
     app.fast_path = inner
     observer = None if read_side is None else _observer(read_side)
     app.edge = EdgePipeline(app.dispatch, _limits(container), observer, respond_at_once)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 
 from edge.errors import ApiError
-from edge.exact_json import ExactJSONRoute, noted_body_error
+from edge.exact_json import BodyError, ExactJSONRoute, noted_body_error
 from edge.ids import CUSTOMER_ID_PARAMETER, parse_customer_id
 from write_side.auth import RETRY_AFTER, STORE_UNAVAILABLE, Producer, Service
 from write_side.command_runner import Written
@@ -151,15 +151,19 @@ def _positioned(written: Written, **fields: Any) -> dict[str, Any]:
     return {**written.result, **fields, "position": written.position}
 
 
+def body_refusal(error: BodyError) -> ApiError | RequestValidationError:
+    """The answer to a refused body: 400 if it is no JSON, a 422 naming where otherwise."""
+    if error.status != 422:
+        return ApiError(error.status, error.detail)
+    where = ("body", *error.loc)
+    return RequestValidationError([{"type": "value_error", "loc": where, "msg": error.detail}])
+
+
 async def well_formed_body(request: Request, _: Producer) -> None:
     """A body that is not JSON (400) or holds an impossible value (422), once authenticated."""
     error = noted_body_error(request)
-    if error is None:
-        return
-    if error.status != 422:
-        raise ApiError(error.status, error.detail)
-    where = ("body", *error.loc)
-    raise RequestValidationError([{"type": "value_error", "loc": where, "msg": error.detail}])
+    if error is not None:
+        raise body_refusal(error)
 
 
 router = APIRouter(

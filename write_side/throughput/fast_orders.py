@@ -4,7 +4,9 @@ It answers a well-formed order with a valid-looking key in the event loop: the b
 read, parsed exactly (numbers as Decimal) and validated with the route's own model, then
 the order goes to the order desk (order_desk), which checks the key and places
 it in a batch with whatever else is waiting. No thread hop, routing or dependency solving
-per request. Anything else (another path, an Idempotency-Key, a body that fails
+per request. A request refused for its key or for a body that is no JSON is answered here
+too, by the route's own dependencies' functions (write_side.auth, write_side.api) in their
+order. Anything else (another path, an Idempotency-Key, a body that fails the model's
 validation, a key the desk does not accept) passes through untouched to the route in
 write_side.api, which stays the single source of every such answer and of the OpenAPI
 document. Refusals of a placed order (404, 409, 503) are answered here with the route's
@@ -19,12 +21,22 @@ import orjson
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge.errors import INTERNAL_ERROR, REQUEST_ID_KEY, log_unexpected
+from edge.access_policy import WRITE_EVENTS
+from edge.errors import (
+    INTERNAL_ERROR,
+    REQUEST_ID_KEY,
+    ApiError,
+    error_body,
+    log_unexpected,
+    validation_error_body,
+)
 from edge.exact_json import BodyError, parse_json
 from edge.pipeline import ROUTE_KEY
 from edge.token_header import TokenHeaderError, key_from_header
-from write_side.api import ORDER_FROM_INACTIVE, as_http_refusal
+from write_side.api import ORDER_FROM_INACTIVE, as_http_refusal, body_refusal
+from write_side.auth import authorized_entry
 from write_side.command_runner import Written
+from write_side.key_directory import KeyDirectory
 from write_side.orders import OrderRequest
 from write_side.schemas import PlaceOrder
 from write_side.throughput.order_desk import OrderDesk, Referral
@@ -39,9 +51,10 @@ Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 class FastOrderPlacement:
     """ASGI app in front of `app`: answers plain order placements, passes the rest on."""
 
-    def __init__(self, app: ASGIApp, desk: OrderDesk) -> None:
+    def __init__(self, app: ASGIApp, desk: OrderDesk, keys: KeyDirectory) -> None:
         self._app = app
         self._desk = desk
+        self._keys = keys
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # A plain function: everything else passes on with no coroutine of ours around it.
@@ -50,34 +63,67 @@ class FastOrderPlacement:
         return self._place(scope, receive, send)
 
     async def _place(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = _plain_order_key(scope["headers"])
-        if key is None:
+        plain, authorization = _plain_order(scope["headers"])
+        if not plain:
             await self._app(scope, receive, send)
             return
         body, complete = await _read_body(receive)
+        key = _key_in(authorization)
         request = _order_request(body) if complete else None
-        outcome = await self._desk.place(key, request) if request is not None else None
+        if complete and (key is None or request is None):
+            # Refused before any command runs: answered here when the route's answer
+            # is certain (a bad key, or a body that is no JSON or holds no value), as
+            # hostile clients send them by the thousand; the route explains the rest.
+            refusal = await self._refusal(authorization, body)
+            if refusal is not None:
+                await _send_answer(scope, send, refusal)
+                return
+        outcome = await self._desk.place(key, request) if key and request else None
         if outcome is None or isinstance(outcome, Referral):
             await self._app(scope, _replaying(body, complete, receive), send)
             return
-        scope[ROUTE_KEY] = PATH
-        status, content, headers = _answer(outcome, scope.get(REQUEST_ID_KEY))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-length", str(len(content)).encode()),
-                    (b"content-type", b"application/json"),
-                    *headers,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": content})
+        await _send_answer(scope, send, _answer(outcome, scope.get(REQUEST_ID_KEY)))
+
+    async def _refusal(self, authorization: bytes | None, body: bytes) -> Answer | None:
+        """The route's refusal of this request, if it comes from the key or the JSON alone:
+        the same decisions the route's dependencies make, in the same order."""
+        try:
+            await authorized_entry(self._keys, authorization, WRITE_EVENTS)
+            parse_json(body)
+        except ApiError as refused:
+            return _refusal_answer(refused)
+        except BodyError as error:
+            refusal = body_refusal(error)
+            if isinstance(refusal, ApiError):
+                return _refusal_answer(refusal)
+            return 422, validation_error_body(refusal.errors()), []
+        return None
 
 
-def _plain_order_key(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The Token key of a JSON request without Idempotency-Key; None if not that.
+async def _send_answer(scope: Scope, send: Send, answer: Answer) -> None:
+    scope[ROUTE_KEY] = PATH
+    status, content, headers = answer
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-length", str(len(content)).encode()),
+                (b"content-type", b"application/json"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": content})
+
+
+def _refusal_answer(refusal: ApiError) -> Answer:
+    extra = [(name.lower().encode(), value.encode()) for name, value in refusal.headers.items()]
+    return refusal.status_code, error_body(refusal.detail), extra
+
+
+def _plain_order(headers: list[tuple[bytes, bytes]]) -> tuple[bool, bytes | None]:
+    """Whether this is a JSON request without Idempotency-Key, and its Authorization.
 
     Repeated headers arrive joined by the edge pipeline, as every path sees them.
     """
@@ -89,10 +135,14 @@ def _plain_order_key(headers: list[tuple[bytes, bytes]]) -> str | None:
         elif name == b"content-type":
             content_type = value
         elif name == b"idempotency-key":
-            return None
-    if authorization is None or content_type is None:
-        return None
-    if content_type.split(b";")[0].strip().lower() != b"application/json":
+            return False, None
+    if content_type is None or content_type.split(b";")[0].strip().lower() != b"application/json":
+        return False, None
+    return True, authorization
+
+
+def _key_in(authorization: bytes | None) -> str | None:
+    if authorization is None:
         return None
     try:
         return key_from_header(authorization)
