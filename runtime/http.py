@@ -50,9 +50,9 @@ class ServiceApp(FastAPI):
 
     Every request passes `edge` (edge.pipeline) first; inside it `fast_path` (an ASGI
     app that hands everything else to `framework`) answers the hottest routes, and the
-    framework's routing and dependencies serve the rest. Middleware added with
-    `add_middleware` runs inside the framework only: cross-cutting concerns belong in
-    the edge pipeline.
+    framework's routing and dependencies serve the rest. Cross-cutting concerns belong in
+    the edge pipeline: `add_middleware` would run inside the framework only, skipping the
+    fast paths, so it refuses; `add_framework_middleware` says that it means it.
     """
 
     fast_path: ASGIApp | None = None
@@ -64,6 +64,16 @@ class ServiceApp(FastAPI):
         # them, so they would see only some requests, and asking whether a provider is
         # configured costs every framework request; /metrics covers every path.
         super().__init__(redirect_slashes=False, telemetry=NO_TELEMETRY, **kwargs)
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(
+            "middleware here would skip the fast paths: add what every request needs to "
+            "edge/pipeline.py, or call add_framework_middleware for the framework's routes"
+        )
+
+    def add_framework_middleware(self, middleware_class: Any, **options: Any) -> None:
+        """Middleware around the framework's routes only (never the fast paths)."""
+        super().add_middleware(middleware_class, **options)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # A coroutine function, as servers tell ASGI 3 apps by it; the serving commands
@@ -234,6 +244,6 @@ def build_app(
     if wake_projector is not None:
         # Orders placed by the desk wake it per batch; the framework's writes per request.
         container.order_desk.on_placed(wake_projector)
-        app.add_middleware(WakeOnWrite, wake=wake_projector)
+        app.add_framework_middleware(WakeOnWrite, wake=wake_projector)
     document_api(app)
     return app
