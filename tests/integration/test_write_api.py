@@ -618,6 +618,66 @@ def test_the_documented_route_answers_orders_exactly_as_the_fast_path(api: Write
     assert sum(desk_batches) == served_by_desk
 
 
+def test_hostile_refunds_get_the_same_answer_from_the_fast_path_and_the_route(
+    api: WriteApi,
+) -> None:
+    app = api.client.app
+    assert isinstance(app, ServiceApp)
+    order_id = api.place_order(api.register(), "10.00")
+    valid = ("Authorization", f"Token {api.producer_key}")
+    json_type = ("Content-Type", "application/json")
+    paths = [
+        f"/api/orders/{order_id}/refunds",
+        "/api/orders/no-such-order/refunds",
+        f"/api/orders/{'o' * 100}/refunds",
+        f"/api/orders/{'o' * 101}/refunds",
+    ]
+    bodies = [
+        '{"amount":1e999999999}',
+        '{"amount":-Infinity}',
+        '{"amount":"\\ud800"}',
+        "[" * 5000 + "]" * 5000,
+        "{not json",
+        '{"amount":"-Infinity"}',
+        '{"amount":"1.00"}',
+    ]
+    header_variants: list[list[tuple[str, str] | tuple[bytes, bytes]]] = [
+        [valid, json_type],
+        [valid, valid, json_type],
+        [(b"Authorization", b"Token\xa0" + api.producer_key.encode()), json_type],
+        [json_type],
+        [valid, json_type, ("Idempotency-Key", "same")],
+    ]
+
+    def answers() -> list[tuple[int, Any, str | None]]:
+        seen = []
+        for path in paths:
+            for body in bodies:
+                for headers in header_variants:
+                    response = api.client.post(path, content=body.encode(), headers=headers)
+                    assert response.headers["content-type"] == "application/json"
+                    seen.append(
+                        (
+                            response.status_code,
+                            response.json(),
+                            response.headers.get("www-authenticate"),
+                        )
+                    )
+        return seen
+
+    fast = answers()
+    fast_path, app.fast_path = app.fast_path, None
+    try:
+        framework = answers()
+    finally:
+        app.fast_path = fast_path
+    assert {status for status, _, _ in fast} >= {400, 401, 404, 422}
+    # Granted refunds answer new positions each time; every refusal must be the same.
+    assert [answer for answer in framework if answer[0] != 200] == [
+        answer for answer in fast if answer[0] != 200
+    ]
+
+
 def test_hostile_and_odd_orders_get_the_same_answer_from_the_fast_path_and_the_route(
     api: WriteApi,
 ) -> None:

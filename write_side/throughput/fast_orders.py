@@ -5,8 +5,9 @@ read, parsed exactly (numbers as Decimal) and validated with the route's own mod
 the order goes to the order desk (order_desk), which checks the key and places
 it in a batch with whatever else is waiting. No thread hop, routing or dependency solving
 per request. A request refused for its key or for a body that is no JSON is answered here
-too, by the route's own dependencies' functions (write_side.auth, write_side.api) in their
-order. Anything else (another path, an Idempotency-Key, a body that fails the model's
+too, for orders and refunds alike, by the routes' own dependencies' functions
+(write_side.auth, write_side.api) in their order: hostile clients send exactly these.
+Anything else (another path, an Idempotency-Key, a body that fails the model's
 validation, a key the desk does not accept) passes through untouched to the route in
 write_side.api, which stays the single source of every such answer and of the OpenAPI
 document. Refusals of a placed order (404, 409, 503) are answered here with the route's
@@ -42,6 +43,9 @@ from write_side.schemas import PlaceOrder
 from write_side.throughput.order_desk import OrderDesk, Referral
 
 PATH = "/api/orders"
+REFUND_ROUTE = "/api/orders/{order_id}/refunds"
+_REFUNDS = "/refunds"
+MAX_ORDER_ID = 100  # characters, as the route's path parameter allows
 # Larger bodies are no plain order; the route reads them.
 MAX_BODY_BYTES = 16 * 1024
 
@@ -58,9 +62,27 @@ class FastOrderPlacement:
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # A plain function: everything else passes on with no coroutine of ours around it.
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
+        if scope["type"] != "http" or scope["method"] != "POST":
             return self._app(scope, receive, send)
-        return self._place(scope, receive, send)
+        path: str = scope["path"]
+        if path == PATH:
+            return self._place(scope, receive, send)
+        if _is_refund_path(path):
+            return self._refuse_refund(scope, receive, send)
+        return self._app(scope, receive, send)
+
+    async def _refuse_refund(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A refund refused for its key or a body that is no JSON; the route does the rest."""
+        plain, authorization = _plain_order(scope["headers"])
+        if not plain:
+            await self._app(scope, receive, send)
+            return
+        body, complete = await _read_body(receive)
+        refusal = await self._refusal(authorization, body) if complete else None
+        if refusal is None:
+            await self._app(scope, _replaying(body, complete, receive), send)
+            return
+        await _send_answer(scope, send, refusal, REFUND_ROUTE)
 
     async def _place(self, scope: Scope, receive: Receive, send: Send) -> None:
         plain, authorization = _plain_order(scope["headers"])
@@ -100,8 +122,8 @@ class FastOrderPlacement:
         return None
 
 
-async def _send_answer(scope: Scope, send: Send, answer: Answer) -> None:
-    scope[ROUTE_KEY] = PATH
+async def _send_answer(scope: Scope, send: Send, answer: Answer, route: str = PATH) -> None:
+    scope[ROUTE_KEY] = route
     status, content, headers = answer
     await send(
         {
@@ -139,6 +161,14 @@ def _plain_order(headers: list[tuple[bytes, bytes]]) -> tuple[bool, bytes | None
     if content_type is None or content_type.split(b";")[0].strip().lower() != b"application/json":
         return False, None
     return True, authorization
+
+
+def _is_refund_path(path: str) -> bool:
+    """POST /api/orders/{order_id}/refunds with an order id the route's parameter allows."""
+    if not path.startswith(PATH + "/") or not path.endswith(_REFUNDS):
+        return False
+    order_id = path[len(PATH) + 1 : -len(_REFUNDS)]
+    return 0 < len(order_id) <= MAX_ORDER_ID and "/" not in order_id
 
 
 def _key_in(authorization: bytes | None) -> str | None:
