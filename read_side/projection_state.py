@@ -1,6 +1,6 @@
 """What the read path knows without asking Redis: generation, applied position, API keys.
 
-A background task refreshes all three every `refresh_interval` (0.25 s) over the shared
+A background task refreshes all three every REFRESH_SECONDS over the shared
 link, and a pub/sub listener moves the position forward the moment the projector
 announces a page. Revoking a key therefore takes effect within one refresh interval,
 and no request pays a Redis round trip just to authenticate.
@@ -31,6 +31,12 @@ from read_side.state_records import (
 
 log = logging.getLogger("customers.read")
 
+# The read side's key cache, stated once: refreshed this often, and never trusted older
+# than MAX_STALENESS_SECONDS (reads answer 503 instead), so a revocation is honoured
+# within that bound.
+REFRESH_SECONDS = 0.25
+MAX_STALENESS_SECONDS = 1.0
+
 
 class ProjectionState:
     """Cached generation, applied position and API keys of one read model prefix."""
@@ -42,8 +48,8 @@ class ProjectionState:
         *,
         redis_url: str,
         upstream: str = APPLICATION_NAME,
-        refresh_interval: float = 0.25,
-        max_staleness: float = 1.0,
+        refresh_interval: float = REFRESH_SECONDS,
+        max_staleness: float = MAX_STALENESS_SECONDS,
     ) -> None:
         self._link = link
         self._keys = keys
