@@ -2,16 +2,16 @@
 
 It answers a well-formed order with a valid-looking key in the event loop: the body is
 read, parsed exactly (numbers as Decimal) and validated with the route's own model, then
-the order goes to the order desk (order_desk), which checks the key and places
-it in a batch with whatever else is waiting. No thread hop, routing or dependency solving
-per request. A request refused for its key or for a body that is no JSON is answered here
-too, for orders and refunds alike, by the routes' own dependencies' functions
-(write_side.auth, write_side.api) in their order: hostile clients send exactly these.
-Anything else (another path, an Idempotency-Key, a body that fails the model's
-validation, a key the desk does not accept) passes through untouched to the route in
-write_side.api, which stays the single source of every such answer and of the OpenAPI
-document. Refusals of a placed order (404, 409, 503) are answered here with the route's
-own wording, never passed on: the command must not run twice.
+the order goes to the order desk (order_desk), which checks the key and places it in a
+batch with whatever else is waiting. No thread hop, routing or dependency solving per
+request. An order or a refund refused for its key or its body is answered here too, by
+the functions the routes' dependencies use (write_side.auth, write_side.api), in their
+order and with the framework's error rendering: hostile clients send exactly these.
+Anything else (another path, an Idempotency-Key, a key the desk does not accept) passes
+through untouched to the route in write_side.api, which stays the single source of every
+such answer and of the OpenAPI document. Refusals of a placed order (404, 409, 503) are
+answered here with the route's own wording, never passed on: the command must not run
+twice.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.access_policy import WRITE_EVENTS
@@ -39,7 +39,7 @@ from write_side.auth import authorized_entry
 from write_side.command_runner import Written
 from write_side.key_directory import KeyDirectory
 from write_side.orders import OrderRequest
-from write_side.schemas import PlaceOrder
+from write_side.schemas import PlaceOrder, RefundOrder
 from write_side.throughput.order_desk import OrderDesk, Referral
 
 PATH = "/api/orders"
@@ -72,13 +72,13 @@ class FastOrderPlacement:
         return self._app(scope, receive, send)
 
     async def _refuse_refund(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A refund refused for its key or a body that is no JSON; the route does the rest."""
+        """A refund refused for its key or its body; the route does the rest."""
         plain, authorization = _plain_order(scope["headers"])
         if not plain:
             await self._app(scope, receive, send)
             return
         body, complete = await _read_body(receive)
-        refusal = await self._refusal(authorization, body) if complete else None
+        refusal = await self._refusal(authorization, body, RefundOrder) if complete else None
         if refusal is None:
             await self._app(scope, _replaying(body, complete, receive), send)
             return
@@ -96,7 +96,7 @@ class FastOrderPlacement:
             # Refused before any command runs: answered here when the route's answer
             # is certain (a bad key, or a body that is no JSON or holds no value), as
             # hostile clients send them by the thousand; the route explains the rest.
-            refusal = await self._refusal(authorization, body)
+            refusal = await self._refusal(authorization, body, PlaceOrder)
             if refusal is not None:
                 await _send_answer(scope, send, refusal)
                 return
@@ -106,12 +106,17 @@ class FastOrderPlacement:
             return
         await _send_answer(scope, send, _answer(outcome, scope.get(REQUEST_ID_KEY)))
 
-    async def _refusal(self, authorization: bytes | None, body: bytes) -> Answer | None:
-        """The route's refusal of this request, if it comes from the key or the JSON alone:
-        the same decisions the route's dependencies make, in the same order."""
+    async def _refusal(
+        self, authorization: bytes | None, body: bytes, model: type[BaseModel]
+    ) -> Answer | None:
+        """The route's refusal of a request for its key, its JSON or the body's model: the
+        decisions the route's dependencies and body validation make, in the same order."""
         try:
             await authorized_entry(self._keys, authorization, WRITE_EVENTS)
-            parse_json(body)
+            value = parse_json(body)
+            if type(value) is not dict:  # the framework words these its own way
+                return None
+            model.model_validate(value)
         except ApiError as refused:
             return _refusal_answer(refused)
         except BodyError as error:
@@ -119,6 +124,10 @@ class FastOrderPlacement:
             if isinstance(refusal, ApiError):
                 return _refusal_answer(refusal)
             return 422, validation_error_body(refusal.errors()), []
+        except ValidationError as invalid:
+            # As the framework reports a body that fails its model: under "body".
+            errors = [{**error, "loc": ("body", *error["loc"])} for error in invalid.errors()]
+            return 422, validation_error_body(errors), []
         return None
 
 
