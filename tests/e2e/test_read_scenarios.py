@@ -12,6 +12,7 @@ import pytest
 from contract.customer_document import RESPONSE_FIELDS
 from projections.rebuild import rebuild
 from tests.e2e.all_in_one import Running, all_in_one
+from tests.support.fast_paths import framework_alone
 from tests.support.waiting import wait_until
 
 
@@ -177,11 +178,7 @@ def test_the_documented_route_answers_exactly_as_the_fast_path(sqlite_running: R
         return seen
 
     fast = answers()
-    fast_path, app.fast_path = app.fast_path, None
-    try:
-        framework = answers()
-    finally:
-        app.fast_path = fast_path
+    framework = framework_alone(app, answers)
     for fast_answer, framework_answer in zip(fast, framework, strict=True):
         assert fast_answer == framework_answer
     statuses = {status for _, _, status, _, _ in fast}

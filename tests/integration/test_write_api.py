@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from runtime.container import Container
 from runtime.http import ServiceApp, build_app
 from runtime.settings import Settings
+from tests.support.fast_paths import framework_alone
 from write_side.application import CustomerService
 from write_side.domain.order import Order
 
@@ -605,11 +606,7 @@ def test_the_documented_route_answers_orders_exactly_as_the_fast_path(api: Write
 
     fast = answers("fast")
     served_by_desk = sum(desk_batches)
-    fast_path, app.fast_path = app.fast_path, None
-    try:
-        framework = answers("route")
-    finally:
-        app.fast_path = fast_path
+    framework = framework_alone(app, lambda: answers("route"))
     assert framework == fast
     statuses = [status for status, _, _ in fast]
     assert statuses == [201, 201, 409, 409, 404, 422, 422, 403, 401, 401, 201]
@@ -677,11 +674,7 @@ def test_hostile_refunds_get_the_same_answer_from_the_fast_path_and_the_route(
         return seen
 
     fast = answers()
-    fast_path, app.fast_path = app.fast_path, None
-    try:
-        framework = answers()
-    finally:
-        app.fast_path = fast_path
+    framework = framework_alone(app, answers)
     assert framework == fast
     assert {status for status, _, _ in fast} >= {200, 400, 401, 404, 409, 422}
 
@@ -734,11 +727,7 @@ def test_hostile_and_odd_orders_get_the_same_answer_from_the_fast_path_and_the_r
         return seen
 
     fast = answers()
-    fast_path, app.fast_path = app.fast_path, None
-    try:
-        framework = answers()
-    finally:
-        app.fast_path = fast_path
+    framework = framework_alone(app, answers)
     assert framework == fast
     assert {status for status, _, _ in fast} == {400, 401, 422}
     assert api.placed_orders() == 0
