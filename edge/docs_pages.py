@@ -34,30 +34,34 @@ def serve_documentation_pages(app: FastAPI) -> None:
     openapi_url = app.openapi_url or "/openapi.json"
     app.mount(ASSETS_URL, StaticFiles(packages=[ASSETS_PACKAGE]), name="docs-assets")
 
-    def assets(request: Request) -> str:
-        return f"{request.scope.get('root_path', '')}{ASSETS_URL}"
-
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        root, assets = _roots(request)
         return get_swagger_ui_html(
             openapi_url=root + openapi_url,
             title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{assets(request)}/swagger-ui-bundle.js",
-            swagger_css_url=f"{assets(request)}/swagger-ui.css",
-            swagger_favicon_url=f"{assets(request)}/favicon.png",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
             oauth2_redirect_url=None,  # no OAuth2 flow: Token keys are entered as they are
             swagger_ui_parameters={**SWAGGER_UI_PARAMETERS, **(app.swagger_ui_parameters or {})},
         )
 
     async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        root, assets = _roots(request)
         return get_redoc_html(
             openapi_url=root + openapi_url,
             title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{assets(request)}/redoc.standalone.js",
-            redoc_favicon_url=f"{assets(request)}/favicon.png",
+            redoc_js_url=f"{assets}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets}/favicon.png",
             with_google_fonts=False,
         )
 
     app.add_route(DOCS_URL, swagger_ui, include_in_schema=False)
     app.add_route(REDOC_URL, redoc, include_in_schema=False)
+
+
+def _roots(request: Request) -> tuple[str, str]:
+    """Where this app and its page assets are, behind whatever root path it is served at."""
+    root: str = request.scope.get("root_path", "")
+    return root, root + ASSETS_URL
+
