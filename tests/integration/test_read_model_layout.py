@@ -16,6 +16,7 @@ from rich.console import Console
 from projections.generation import LayoutMismatchError
 from projections.projector import Projector
 from projections.read_model import LAYOUT, LAYOUT_FIELD, Keys
+from projections.rebuild import rebuild
 from read_side.customer_reader import UNAVAILABLE, CustomerReader
 from read_side.projection_state import ProjectionState
 from read_side.redis_link import RedisLink
@@ -109,3 +110,19 @@ def test_a_reader_answers_503_and_says_why_for_a_generation_in_another_layout(
 
 def _environment() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if not name.startswith("REDIS")}
+
+
+def test_a_rebuild_moves_a_read_model_in_another_layout_to_this_one(
+    event_store_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(redis_prefix)
+    client.set(keys.generation, "1")
+    client.hset(keys.tracking(1), LAYOUT_FIELD, OTHER_LAYOUT)
+    with customer_service(event_store_url) as service:
+        append_sample(service, 3, seed=5, progress_console=Console(file=io.StringIO()))
+        result = rebuild(service.recorder, client, keys, drop_grace=0)
+        Projector(service.recorder, client, keys).catch_up()  # the upgraded projector starts
+    assert result.new_generation == 2
+    assert client.get(keys.generation) == b"2"
+    assert client.hget(keys.tracking(2), LAYOUT_FIELD) == LAYOUT.encode()
