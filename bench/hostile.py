@@ -8,8 +8,8 @@ The issue's "must show": while one client sends the worst bodies in a loop, a se
 measures read p99, which stays within 1.5x of a quiet run's, and the server's RSS stays
 under 200 MB.
 
-1. A fresh PostgreSQL database gets N sample customers (bench.common_data: registration, a
-   login, an order `o<id>`) and a staff, a producer and an admin key.
+1. A fresh PostgreSQL database gets N sample customers (bench.common_data), the order `o1`
+   of customer 1 that the refund cases name, and a staff, a producer and an admin key.
 2. `customers serve` (the all-in-one production command: write and read APIs and the
    projector in one process, one uvicorn worker) serves it on a free loopback port, with
    a fresh Redis key prefix; it is ready once its projector has made customer N readable.
@@ -563,15 +563,18 @@ def merge_hostile(phases: list[dict[str, Any]], warm_up: dict[str, Any]) -> dict
 
 
 def prepare(store_url: str, customers: int) -> Keys:
-    """Save `customers` sample customers (3 events each) and issue the three keys."""
-    from bench.common_data import sample_customers, save_customers
+    """Load `customers` sample customers and the order o1, and issue the three keys."""
+    from decimal import Decimal
+
+    from bench.common_data import load_sample
     from runtime.settings import event_store_env
     from write_side.application import CustomerService
 
     service = CustomerService(event_store_env(store_url))
     try:
         started = time.perf_counter()
-        events = save_customers(service, sample_customers(customers))
+        events = load_sample(service, customers).events
+        service.place_order(1, Decimal("12.34"), order_id="o1")
         keys = Keys(
             staff=service.issue_api_key("bench-staff", "staff").key,
             producer=service.issue_api_key("bench-producer", "producer").key,

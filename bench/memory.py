@@ -2,10 +2,10 @@
 
     python -m bench.memory [--customers 100000] [--out bench/results/memory.json]
 
-Customers with full profiles, a login and an order each are saved to a fresh SQLite event
-store and projected into a fresh key prefix by our projector. The same values then go into
-a naive layout, one hash per customer with the 15 contract fields as strings. Both are
-measured with MEMORY USAGE (SAMPLES 0: every field counted) and averaged.
+Sample customers (bench.common_data: full profiles, logins, orders) are loaded into a fresh
+SQLite event store and projected into a fresh key prefix by our projector. The same values
+then go into a naive layout, one hash per customer with the 15 contract fields as strings.
+Both are measured with MEMORY USAGE (SAMPLES 0: every field counted) and averaged.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from bench.common import (
     unreachable_servers,
     write_json,
 )
-from bench.common_data import bulk_load_customers, sample_customers
+from bench.common_data import DESCRIPTION, load_sample
 from projections.read_model import Keys, read_customer
 from write_side.application import CustomerService
 
@@ -90,7 +90,7 @@ def measure(customers: int) -> dict[str, Any]:
         service = CustomerService(event_store_env(store_url))
         try:
             started = time.perf_counter()
-            events = bulk_load_customers(service, sample_customers(customers))
+            events = load_sample(service, customers).events
             save_seconds = time.perf_counter() - started
         finally:
             service.close()
@@ -124,6 +124,7 @@ def measure(customers: int) -> dict[str, Any]:
     client.close()
     return {
         "customers": customers,
+        "data": DESCRIPTION,
         "events": events,
         "position": position,
         "save_seconds": round(save_seconds, 2),

@@ -3,7 +3,7 @@
     python -m bench.projection --sizes 100000,1000000 [--out bench/results/projection.json]
 
 For each size a fresh PostgreSQL database is filled with the application's own events
-(customers with full profiles, a login and an order each), then three readers of the same
+(bench.common_data's sample customers, until the size is reached), then three readers of the same
 notification log run one after another, each in its own process on its own key prefix:
 
   baseline  the library's ProjectionRunner with a per-event Projection, writing the same
@@ -47,7 +47,7 @@ from bench.common import (
     unreachable_servers,
     write_json,
 )
-from bench.common_data import bulk_load_customers, sample_customers
+from bench.common_data import DESCRIPTION, load_sample
 from contract.customer_document import PROFILE_FIELDS
 from projections.customer_view import CustomerRecord, apply
 from projections.event_decoding import (
@@ -75,7 +75,6 @@ from write_side.domain.customer import Customer
 from write_side.domain.money import to_minor_units
 from write_side.domain.order import Order
 
-EVENTS_PER_CUSTOMER = 3
 PAGE = 5000
 WORKERS = ("raw", "raw_lean", "ours", "baseline")
 GOALS = {"ours_eps": 40_000, "vs_baseline": 10.0, "vs_raw": 0.8, "rebuild_1m_seconds": 30.0}
@@ -291,11 +290,11 @@ def run_worker(kind: str, store_url: str, limit: int) -> dict[str, Any]:
 
 
 def measure(size: int, baseline_max: int) -> dict[str, Any]:
-    customers = max(1, size // EVENTS_PER_CUSTOMER)
     with fresh_postgres_database("projection") as url:
         service = CustomerService(event_store_env(url))
         started = time.perf_counter()
-        written = bulk_load_customers(service, sample_customers(customers))
+        sample = load_sample(service, events=size)
+        written, customers = sample.events, sample.customers
         fill_seconds = time.perf_counter() - started
         service.close()
         raw = run_worker("raw", url, written)
@@ -373,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         {
             "store": "PostgreSQL",
             "page_size": PAGE,
+            "data": DESCRIPTION,
             "goals": GOALS,
             "sizes": rows,
             "machine": {

@@ -2,10 +2,10 @@
 
     python -m bench.read_path --customers 100000 --duration 10 --connections 32
 
-Data: N sample customers (registration, a login, an order: the events the HTTP commands
-produce) are saved to a fresh SQLite event store and projected into a fresh Redis prefix
-by the real projector; a fresh PostgreSQL database holds an orders table with 1-4 orders
-per customer for baseline (c). Endpoints, each in its own process, one uvicorn worker with
+Data: N sample customers (bench.common_data: full profiles, logins, orders, some cancelled
+or refunded) are loaded into a fresh SQLite event store and projected into a fresh Redis
+prefix by the real projector; a fresh PostgreSQL database holds the same orders in a table
+for baseline (c). Endpoints, each in its own process, one uvicorn worker with
 uvloop and httptools:
 
     ours      `customers read-api` (the production command), staff key
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import random
 import re
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from bench.common import (
     redis_url,
     write_json,
 )
-from bench.common_data import sample_customers, save_customers
+from bench.common_data import load_sample, sample_plans
 from projections.projector import Projector
 from projections.read_model import Keys
 from runtime.settings import event_store_env
@@ -83,7 +83,7 @@ def project_customers(count: int, directory: Path, prefix: str) -> tuple[str, st
     client = redis.Redis.from_url(redis_url())
     try:
         started = time.perf_counter()
-        events = save_customers(service, sample_customers(count))
+        events = load_sample(service, count).events
         key = service.issue_api_key("bench-staff", "staff").key
         saved = time.perf_counter()
         Projector(service.recorder, client, Keys(prefix)).catch_up()
@@ -100,7 +100,7 @@ def project_customers(count: int, directory: Path, prefix: str) -> tuple[str, st
 
 
 def fill_orders_table(database_url: str, count: int) -> None:
-    rng = random.Random(11)
+    """The sample customers' orders, as a relational schema would keep them."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE orders (order_id bigserial PRIMARY KEY, customer_id bigint NOT NULL, "
@@ -109,12 +109,14 @@ def fill_orders_table(database_url: str, count: int) -> None:
         )
         with (
             conn.cursor() as cursor,
-            cursor.copy("COPY orders (customer_id, amount, cancelled) FROM STDIN") as copy,
+            cursor.copy(
+                "COPY orders (customer_id, amount, refunded, cancelled) FROM STDIN"
+            ) as copy,
         ):
-            for customer_id in range(1, count + 1):
-                for _ in range(rng.randint(1, 4)):
-                    amount = f"{rng.randrange(100, 5_000_000) / 100:.2f}"
-                    copy.write_row((customer_id, amount, rng.random() < 0.1))
+            for plan in sample_plans(count):
+                for order in plan.orders:
+                    refunded = sum(order.refunds, Decimal(0))
+                    copy.write_row((plan.customer_id, order.amount, refunded, order.cancelled))
         conn.execute("CREATE INDEX orders_by_customer ON orders (customer_id)")
         conn.execute("ANALYZE orders")
 

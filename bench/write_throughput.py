@@ -2,7 +2,7 @@
 
 Run: python -m bench.write_throughput [--duration 10] [--connections 64] [--out PATH]
 
-1. A fresh PostgreSQL database gets a producer key and a set of customers.
+1. A fresh PostgreSQL database gets a producer key and CUSTOMERS sample customers.
 2. `customers write-api` (one uvicorn worker) serves it on a free loopback port; wrk (or,
    without it, a raw asyncio HTTP/1.1 client) POSTs /api/orders over keep-alive
    connections for a fixed time, after a warm-up, once per connection count. Only 201
@@ -38,10 +38,10 @@ import orjson
 from eventsourcing.application import Application
 
 from bench.common import RESULTS_DIR, cpu_seconds, fresh_postgres_database, write_json
+from bench.common_data import load_sample
 from bench.common_machine import describe_machine
 from runtime.settings import event_store_env
 from write_side.application import CustomerService
-from write_side.domain.customer import Customer
 from write_side.domain.order import Order
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,17 +58,12 @@ def free_port() -> int:
         return port
 
 
-def prepare(store_url: str) -> str:
-    """Create the schema, a producer key and CUSTOMERS customers; return the key."""
+def prepare(store_url: str) -> tuple[str, int]:
+    """A producer key and CUSTOMERS sample customers; returns the key and their orders."""
     service = CustomerService(event_store_env(store_url))
     try:
         key = service.issue_api_key("bench-producer", "producer").key
-        customers = [
-            Customer.register(customer_id, {"first_name": f"Customer {customer_id}"})
-            for customer_id in range(1, CUSTOMERS + 1)
-        ]
-        service.save(*customers)
-        return key
+        return key, load_sample(service, CUSTOMERS).orders
     finally:
         service.close()
 
@@ -363,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with fresh_postgres_database("write") as database_url:
         store_url = f"{database_url}?pool_size={args.pool_size}"
-        key = prepare(store_url)
+        key, sample_orders = prepare(store_url)
         port = free_port()
         server = start_server(store_url, port)
         sweep = []
@@ -378,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             server.terminate()
             server.wait(timeout=30)
         http = max(sweep, key=lambda run: float(run["orders_per_s"]))
-        recorded = stored_orders(store_url)
+        recorded = stored_orders(store_url) - sample_orders
         single = save_rate(store_url, 1, args.duration / 2)
         pooled = save_rate(store_url, args.pool_size, args.duration / 2)
         batched = save_rate(store_url, 1, args.duration / 2, per_call=BATCHED_SAVE)
@@ -392,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         "store": f"PostgreSQL (fresh database, one uvicorn worker, pool_size {args.pool_size})",
         "http": http,
         "http_sweep": sweep,
-        "orders_in_store_after_http": recorded,
+        "http_orders_in_store": recorded,
         "save_single_thread": single,
         f"save_{args.pool_size}_threads": pooled,
         f"save_{BATCHED_SAVE}_orders_per_call": batched,
