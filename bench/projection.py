@@ -27,7 +27,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,8 +40,10 @@ from eventsourcing.projection import Projection, ProjectionRunner
 
 from bench.common import (
     RESULTS_DIR,
+    RssSampler,
     fresh_postgres_database,
     fresh_redis_prefix,
+    memory_kib,
     redis_url,
     unreachable_servers,
     write_json,
@@ -173,36 +174,6 @@ class RedisViewFactory(InfrastructureFactory[TrackingRecorder]):
 # Workers: each measurement in its own process.
 
 
-class RssSampler:
-    """Samples this process's resident set every 0.2 s while a measurement runs."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> RssSampler:
-        self.samples.append(_status_mb("VmRSS"))
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.samples.append(_status_mb("VmRSS"))
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.2):
-            self.samples.append(_status_mb("VmRSS"))
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def worker(kind: str, store_url: str, prefix: str, limit: int) -> dict[str, Any]:
     env = event_store_env(store_url)
     client = redis.Redis.from_url(redis_url(), socket_timeout=120)
@@ -236,23 +207,19 @@ def worker(kind: str, store_url: str, prefix: str, limit: int) -> dict[str, Any]
     if kind == "ours":
         service = CustomerService(env)
         projector = Projector(service.recorder, client, Keys(prefix), page_size=PAGE)
-        with RssSampler() as rss:
+        with RssSampler(os.getpid(), 0.2) as rss:
             started = time.perf_counter()
             position = projector.catch_up()
             seconds = time.perf_counter() - started
         head = service.recorder.max_notification_id()
         assert position == head, f"projected to {position}, the store ends at {head}"
         service.close()
+        mb = [round(kib / 1024, 1) for _, kib in rss.samples]
         return {
             "events": position,
             "seconds": seconds,
-            "peak_rss_mb": round(_status_mb("VmHWM"), 1),
-            "rss_mb": {
-                "start": round(rss.samples[0], 1),
-                "max": round(max(rss.samples), 1),
-                "end": round(rss.samples[-1], 1),
-                "samples": len(rss.samples),
-            },
+            "peak_rss_mb": round(memory_kib(os.getpid())["VmHWM"] / 1024, 1),
+            "rss_mb": {"start": mb[0], "max": max(mb), "end": mb[-1], "samples": len(mb)},
         }
     if kind == "baseline":
         os.environ["BENCH_VIEW_REDIS_URL"] = redis_url()

@@ -25,22 +25,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import redis
 
+from bench import read_baselines
 from bench.common import (
     RESULTS_DIR,
     fresh_postgres_database,
@@ -48,29 +45,21 @@ from bench.common import (
     redis_url,
     write_json,
 )
-from bench.common_data import load_sample, sample_plans
+from bench.common_data import DESCRIPTION, load_sample, sample_plans
+from bench.common_http import (
+    ROOT,
+    customers_command,
+    free_port,
+    read_script,
+    run_wrk,
+    serving,
+)
 from projections.projector import Projector
 from projections.read_model import Keys
 from runtime.settings import event_store_env
 from write_side.application import CustomerService
 
-ROOT = Path(__file__).resolve().parent.parent
-UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--workers", "1"]
 WARM_UP_SECONDS = 2
-BASELINES = {
-    "bare": "bench.read_baselines.bare:app",
-    "hgetall": "bench.read_baselines.redis_hgetall:app",
-    "postgres": "bench.read_baselines.postgres_sum:app",
-}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # Data
@@ -121,86 +110,6 @@ def fill_orders_table(database_url: str, count: int) -> None:
         conn.execute("ANALYZE orders")
 
 
-# Servers and load
-
-
-@contextmanager
-def running(
-    command: list[str], env: dict[str, str], port: int, probe: tuple[str, dict[str, str]]
-) -> Iterator[None]:
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                error = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"{command} exited: {error[-500:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}{probe[0]}", headers=probe[1]).is_success:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command} did not answer in time")
-            time.sleep(0.1)
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wrk_script(directory: Path, customers: int, key: str) -> Path:
-    script = directory / "random_ids.lua"
-    script.write_text(
-        f"""
-math.randomseed(os.time())
-local headers = {{ ["Authorization"] = "Token {key}" }}
-request = function()
-  return wrk.format("GET", "/api/customers/" .. math.random(1, {customers}), headers)
-end
-"""
-    )
-    return script
-
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
-def run_wrk(port: int, script: Path, connections: int, seconds: int) -> dict[str, Any]:
-    command = [
-        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-        f"http://127.0.0.1:{port}",
-    ]  # fmt: skip
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    percentiles = {
-        int(match[1]): _ms(match[2])
-        for match in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)$", output, re.MULTILINE)
-    }
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket_errors = re.search(r"Socket errors: (.*)", output)
-    return {
-        "connections": connections,
-        "rps": round(rps, 1),
-        "p50_ms": percentiles.get(50),
-        "p90_ms": percentiles.get(90),
-        "p99_ms": percentiles.get(99),
-        "non_2xx": int(errors[1]) if errors else 0,
-        "socket_errors": socket_errors[1] if socket_errors else None,
-    }
-
-
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median throughput (a whole run, so its latencies belong to it)."""
     ordered = sorted(runs, key=lambda run: run["rps"])
@@ -242,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         directory = Path(temp)
         store_url, key = project_customers(args.customers, directory, prefix)
         fill_orders_table(database_url, args.customers)
-        script = wrk_script(directory, args.customers, key)
+        script = read_script(directory, args.customers, key)
         base_env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
@@ -250,23 +159,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             "BENCH_PREFIX": prefix,
             "BENCH_PG_URL": database_url,
         }
-        probe = ("/api/customers/1", {"Authorization": f"Token {key}"})
-        ports: dict[str, int] = {}
-        ports["ours"] = free_port()
         ours_env = {
             **base_env,
             "EVENT_STORE_URL": store_url,
             "REDIS_URL": redis_url(),
             "REDIS_PREFIX": prefix,
-            "PORT": str(ports["ours"]),
             "LOG_LEVEL": "WARNING",
         }
-        customers_cli = str(Path(sys.executable).with_name("customers"))
-        servers.enter_context(running([customers_cli, "read-api"], ours_env, ports["ours"], probe))
-        for name, target in BASELINES.items():
-            ports[name] = free_port()
-            command = [sys.executable, "-m", "uvicorn", target, "--port", str(ports[name])]
-            servers.enter_context(running(command + UVICORN_FLAGS, base_env, ports[name], probe))
+        staff = {"Authorization": f"Token {key}"}
+
+        probe = "/api/customers/1"
+
+        def serve(name: str, command: list[str], env: dict[str, str], port: int) -> int:
+            log = directory / f"{name}.log"
+            return servers.enter_context(serving(command, env, port, probe, log, staff))
+
+        ports = {name: free_port() for name in ("ours", *read_baselines.APPS)}
+        serve(
+            "ours",
+            customers_command("read-api"),
+            {**ours_env, "PORT": str(ports["ours"])},
+            ports["ours"],
+        )
+        for name in read_baselines.APPS:
+            serve(name, read_baselines.command(name, ports[name]), base_env, ports[name])
         for port in ports.values():
             run_wrk(port, script, headline, warm_up)
         # Rounds interleave the endpoints, so a change in the machine's load during the run
@@ -281,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The same app without its fast path, once: what skipping the framework is worth.
         port = free_port()
         command = [sys.executable, "-m", "bench.read_baselines.ours_without_fast_path"]
-        with running(command, {**ours_env, "PORT": str(port)}, port, probe):
+        log = directory / "ours_via_fastapi.log"
+        with serving(command, {**ours_env, "PORT": str(port)}, port, probe, log, staff):
             run_wrk(port, script, headline, warm_up)
             endpoints["ours_via_fastapi"] = run_wrk(port, script, headline, args.duration)
         ours_sweep = []
@@ -296,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bare_rps = endpoints["bare"]["rps"]
     result = {
         "customers": args.customers,
+        "data": DESCRIPTION,
         "duration_s": args.duration,
         "connections": headline,
         "rounds": args.rounds,
