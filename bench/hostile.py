@@ -92,7 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "header_timeout": 4.0,
 }
 
-# The run
+# The phases
 
 
 def own_cpu_seconds() -> float:
@@ -189,30 +189,6 @@ def median_phase(runs: list[dict[str, Any]], key: str) -> float | None:
 def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
     values = [run["read"][key] for run in runs if run["read"].get(key) is not None]
     return round(statistics.median(values), 3) if values else None
-
-
-def normalise(raw: dict[str, Any]) -> dict[str, Any]:
-    """This part's JSON -> the summary the targets read (registered by bench/run.py)."""
-    hostile = raw["hostile_requests"]
-    fragment = {
-        "store": raw.get("store"),
-        "duration_s": raw.get("duration_s"),
-        "rounds": raw.get("rounds"),
-        "read_connections": raw.get("read_connections"),
-        "quiet": raw["quiet"],
-        "hostile": raw["hostile"],
-        "p99_ratio": raw["p99_ratio"],
-        "p50_ratio": raw.get("p50_ratio"),
-        "read_timeouts": raw.get("read_timeouts"),
-        "peak_rss_mb": raw["peak_rss_mb"],
-        "quiet_peak_rss_mb": raw.get("quiet_peak_rss_mb"),
-        "hwm_rss_mb": raw.get("hwm_rss_mb"),
-        "hostile_sent": hostile["sent"],
-        "hostile_by_status": hostile["by_status"],
-        "hostile_all_refused_or_closed": hostile["all_refused_or_closed"],
-        "slowloris": raw.get("slowloris"),
-    }
-    return {"hostile": fragment}
 
 
 # The run

@@ -1,6 +1,6 @@
 """The rebuild measurement: `customers rebuild` on a store of N events, timed.
 
-    python -m bench.common_rebuild --events 1000000 [--out bench/results/rebuild.json]
+    python -m bench.rebuild --events 1000000 [--out bench/results/rebuild.json]
 
 A fresh PostgreSQL database is filled with the application's own events (bench.common_data's
 sample customers, until N events), then projections.rebuild
@@ -28,7 +28,6 @@ from bench.common import (
     write_json,
 )
 from bench.common_data import DESCRIPTION, load_sample
-from bench.common_profile import profiled_phase
 from projections.read_model import Keys
 from write_side.application import CustomerService
 
@@ -44,8 +43,7 @@ def measure(events: int) -> dict[str, Any]:
             started = time.perf_counter()
             written = load_sample(service, events=events).events
             fill_seconds = time.perf_counter() - started
-            with profiled_phase():
-                result = rebuild(service.recorder, client, Keys(prefix), drop_grace=0.0)
+            result = rebuild(service.recorder, client, Keys(prefix), drop_grace=0.0)
         finally:
             service.close()
     client.close()
