@@ -35,8 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -47,7 +45,6 @@ from typing import Any
 from bench.common import (
     RESULTS_DIR,
     RssSampler,
-    cpu_seconds,
     fresh_postgres_database,
     fresh_redis_prefix,
     memory_kib,
@@ -61,23 +58,13 @@ from bench.common_http import (
     customers_command,
     free_port,
     read_script,
-    run_wrk,
     serving,
 )
-from bench.hostile_cases import (
-    ANSWER_TIMEOUT_SECONDS,
-    HOSTILE_CASES,
-    CaseTally,
-    Keys,
-    SlowlorisTally,
-    hostile_loop,
-    send_case,
-    slowloris,
-)
-from bench.hostile_outcomes import merge_hostile, slowloris_summary, tally_summary
+from bench.hostile_cases import ANSWER_TIMEOUT_SECONDS, HOSTILE_CASES, Keys
+from bench.hostile_outcomes import merge_hostile, read_side
+from bench.hostile_phases import measure
 
 RSS_INTERVAL_SECONDS = 0.1
-WARM_UP_SECONDS = 2
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"customers": 2000, "duration": 10, "rounds": 1},
@@ -91,62 +78,6 @@ DEFAULTS: dict[str, Any] = {
     # enforces it) closes each slowloris connection and the client opens another: more churn.
     "header_timeout": 4.0,
 }
-
-# The phases
-
-
-def own_cpu_seconds() -> float:
-    """CPU seconds of this script and its ended children (wrk), user + system."""
-    return sum(
-        usage.ru_utime + usage.ru_stime
-        for usage in (
-            resource.getrusage(resource.RUSAGE_SELF),
-            resource.getrusage(resource.RUSAGE_CHILDREN),
-        )
-    )
-
-
-async def phase(
-    hostile: bool,
-    port: int,
-    keys: Keys,
-    script: Path,
-    args: argparse.Namespace,
-    sampler: RssSampler,
-) -> dict[str, Any]:
-    """One wrk run of the reads; in a hostile phase, with the hostile clients alongside."""
-    stop = asyncio.Event()
-    tallies: dict[str, CaseTally] = {}
-    lorises = SlowlorisTally()
-    clients: list[asyncio.Task[None]] = []
-    server_cpu, client_cpu = cpu_seconds(sampler.pid), own_cpu_seconds()
-    started = time.monotonic()
-    if hostile:
-        clients = [
-            asyncio.create_task(slowloris(port, stop, lorises)) for _ in range(args.slowloris)
-        ]
-        clients.append(asyncio.create_task(hostile_loop(port, keys, stop, tallies)))
-    read = await asyncio.to_thread(run_wrk, port, script, args.read_connections, args.duration)
-    stop.set()
-    await asyncio.wait_for(asyncio.gather(*clients), ANSWER_TIMEOUT_SECONDS + 5)
-    ended = time.monotonic()
-    server_after = cpu_seconds(sampler.pid)
-    result: dict[str, Any] = {
-        "kind": "hostile" if hostile else "quiet",
-        "read": read,
-        "seconds": round(ended - started, 2),
-        "peak_rss_mb": sampler.peak_mb(started, ended),
-        # CPU seconds the phase took: the server's, and this script's (with wrk, its child)
-        "server_cpu_s": None
-        if server_cpu is None or server_after is None
-        else round(server_after - server_cpu, 2),
-        "client_cpu_s": round(own_cpu_seconds() - client_cpu, 2),
-    }
-    if hostile:
-        result["hostile_requests"] = tally_summary(tallies, ended - started)
-        result["slowloris"] = slowloris_summary(lorises, args.slowloris)
-    return result
-
 
 # Data
 
@@ -181,53 +112,7 @@ def log_summary(log: Path) -> dict[str, Any]:
     return {"lines": len(lines), "errors": len(errors), "tail": lines[-15:] if errors else []}
 
 
-def median_phase(runs: list[dict[str, Any]], key: str) -> float | None:
-    values = [run[key] for run in runs if run.get(key) is not None]
-    return round(statistics.median(values), 2) if values else None
-
-
-def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
-    values = [run["read"][key] for run in runs if run["read"].get(key) is not None]
-    return round(statistics.median(values), 3) if values else None
-
-
 # The run
-
-
-async def measure(
-    port: int, keys: Keys, script: Path, args: argparse.Namespace, sampler: RssSampler
-) -> list[dict[str, Any]]:
-    await asyncio.to_thread(run_wrk, port, script, args.read_connections, WARM_UP_SECONDS)
-    # Each hostile case once, so the write routes' first-use costs land in no phase.
-    warm_up: dict[str, Any] = {}
-    for case in HOSTILE_CASES:
-        started = time.perf_counter()
-        outcome, json_body = await send_case(port, case.build(keys))
-        warm_up[case.name] = {
-            "status": outcome,
-            "json": json_body,
-            "ms": round((time.perf_counter() - started) * 1000, 2),
-        }
-    phases: list[dict[str, Any]] = [{"kind": "warm_up", "hostile_cases": warm_up}]
-    for round_number in range(1, args.rounds + 1):
-        for hostile in (False, True):  # quiet first: what the hostile run is measured against
-            result = await phase(hostile, port, keys, script, args, sampler)
-            result["round"] = round_number
-            read = result["read"]
-            print(
-                f"round {round_number} {result['kind']:7} {read['rps']:>8,.0f} req/s  "
-                f"p50 {read['p50_ms']} ms  p99 {read['p99_ms']} ms  "
-                f"peak RSS {result['peak_rss_mb']} MB",
-                file=sys.stderr,
-            )
-            if hostile:
-                requests = result["hostile_requests"]
-                print(
-                    f"  hostile: {requests['sent']} sent, {requests['by_status']}", file=sys.stderr
-                )
-                print(f"  slowloris: {result['slowloris']}", file=sys.stderr)
-            phases.append(result)
-    return phases
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -297,19 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = [entry for entry in phases if entry["kind"] == "quiet"]
     hostile = [entry for entry in phases if entry["kind"] == "hostile"]
 
-    def side(runs: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "rps": median_of(runs, "rps"),
-            "p50_ms": median_of(runs, "p50_ms"),
-            "p90_ms": median_of(runs, "p90_ms"),
-            "p99_ms": median_of(runs, "p99_ms"),
-            "non_2xx": sum(run["read"]["non_2xx"] for run in runs),
-            "timeouts": sum(run["read"].get("timeouts") or 0 for run in runs),
-            "server_cpu_s": median_phase(runs, "server_cpu_s"),
-            "client_cpu_s": median_phase(runs, "client_cpu_s"),
-        }
-
-    quiet_side, hostile_side = side(quiet), side(hostile)
+    quiet_side, hostile_side = read_side(quiet), read_side(hostile)
     peaks = [entry["peak_rss_mb"] for entry in hostile if entry["peak_rss_mb"] is not None]
     quiet_peaks = [entry["peak_rss_mb"] for entry in quiet if entry["peak_rss_mb"] is not None]
     hostile_requests = merge_hostile(hostile, phases[0]["hostile_cases"])
@@ -320,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration_s": args.duration,
         "rounds": args.rounds,
         "read_connections": args.read_connections,
-        "read_client": "wrk -t1, random customer ids, staff key (bench.read_path)",
+        "read_client": "wrk -t1, random customer ids, staff key (bench.common_http)",
         "hostile_client": "one asyncio client, one request at a time, a new connection each",
         "header_timeout_s": args.header_timeout or "server default",
         "answer_timeout_s": ANSWER_TIMEOUT_SECONDS,

@@ -1,4 +1,4 @@
-"""What the hostile clients met, added up; and the rule they are judged by.
+"""What the phases and the hostile clients met, added up; and the rule they are judged by.
 
 Every hostile request must end as refused 4xx with a JSON body, or closed by the server.
 """
@@ -100,3 +100,27 @@ def merge_hostile(phases: list[dict[str, Any]], warm_up: dict[str, Any]) -> dict
         total["sent"] > 0 and not any(total[name] for name in bad) and not warm_up_bad
     )
     return total
+
+
+def median_phase(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [run[key] for run in runs if run.get(key) is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [run["read"][key] for run in runs if run["read"].get(key) is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def read_side(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reads of the quiet (or the hostile) phases: medians over the rounds."""
+    return {
+        "rps": median_of(runs, "rps"),
+        "p50_ms": median_of(runs, "p50_ms"),
+        "p90_ms": median_of(runs, "p90_ms"),
+        "p99_ms": median_of(runs, "p99_ms"),
+        "non_2xx": sum(run["read"]["non_2xx"] for run in runs),
+        "timeouts": sum(run["read"].get("timeouts") or 0 for run in runs),
+        "server_cpu_s": median_phase(runs, "server_cpu_s"),
+        "client_cpu_s": median_phase(runs, "client_cpu_s"),
+    }
