@@ -14,25 +14,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse, urlunparse
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # Quantiles kept for latency distribution charts: dense near the tail, where it matters.
-DISTRIBUTION_QUANTILES: tuple[float, ...] = (
-    0.0,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    0.9,
-    0.95,
-    0.98,
-    0.99,
-    0.995,
-    0.999,
-    1.0,
-)
+DISTRIBUTION_QUANTILES = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -92,8 +79,6 @@ def redis_url() -> str:
 
 def unreachable_servers() -> list[str]:
     """One line per configured server that does not accept connections."""
-    from urllib.parse import urlparse
-
     problems = []
     for name, url, default_port in (
         ("PostgreSQL", postgres_admin_url(), 5432),
@@ -115,13 +100,6 @@ def unique_name(kind: str) -> str:
     return f"bench_{kind}_{uuid.uuid4().hex[:10]}"
 
 
-def database_url(admin_url: str, database: str) -> str:
-    """The admin URL pointed at another database on the same server."""
-    from urllib.parse import urlparse, urlunparse
-
-    return urlunparse(urlparse(admin_url)._replace(path=f"/{database}"))
-
-
 @contextmanager
 def fresh_postgres_database(kind: str = "db") -> Iterator[str]:
     """A new, empty PostgreSQL database for one measurement, dropped afterwards."""
@@ -132,7 +110,7 @@ def fresh_postgres_database(kind: str = "db") -> Iterator[str]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield database_url(admin, name)
+        yield urlunparse(urlparse(admin)._replace(path=f"/{name}"))
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -155,13 +133,7 @@ def delete_prefix(prefix: str) -> None:
     client = redis.Redis.from_url(redis_url())
     try:
         for pattern in (f"{prefix}:*", f"{{{prefix}}}:*"):
-            batch: list[bytes] = []
-            for key in client.scan_iter(match=pattern, count=5000):
-                batch.append(key)
-                if len(batch) >= 5000:
-                    client.unlink(*batch)
-                    batch = []
-            if batch:
+            for batch in chunks(list(client.scan_iter(match=pattern, count=5000)), 5000):
                 client.unlink(*batch)
     finally:
         client.close()

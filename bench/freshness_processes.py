@@ -1,7 +1,7 @@
-"""The processes of bench/freshness.py: producers placing orders on a schedule, the projector.
+"""The processes of bench/freshness.py: producers placing orders on a schedule, and
+`customers project` (the production projector) on PostgreSQL.
 
-    python -m bench.freshness_processes projector STORE_URL PREFIX
-    python -m bench.freshness_processes producer[-with-projector] STORE_URL PREFIX SCHEDULE...
+    python -m bench.freshness_processes producer[-with-projector] STORE_URL PREFIX SCHEDULE
 
 A producer connects, says READY, reads the schedule's start (CLOCK_MONOTONIC) on stdin,
 places its share of the orders, each at its due time, and prints its commits as JSON.
@@ -19,13 +19,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 import redis
 
 from bench.common import redis_url
+from bench.common_http import customers_command
 from projections.read_model import Keys
 from write_side.application import CustomerService
 
@@ -93,15 +94,6 @@ class Schedule:
     stride: int = 1
     threads: int = 4
 
-    def as_args(self) -> list[str]:
-        return [str(self.start), str(self.rate), str(self.total), str(self.first),
-                str(self.stride), str(self.threads)]  # fmt: skip
-
-    @classmethod
-    def from_args(cls, args: Sequence[str]) -> Schedule:
-        start, rate, total, first, stride, threads = args
-        return cls(float(start), float(rate), int(total), int(first), int(stride), int(threads))
-
 
 def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
@@ -112,27 +104,19 @@ def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None
 
 
 def start_projector(store_url: str, prefix: str) -> subprocess.Popen[bytes]:
-    """The projector alone in its own process (the PostgreSQL deployment's `project`)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.freshness_processes", "projector", store_url, prefix],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    """`customers project`, the PostgreSQL deployment's projector, in its own process."""
+    env = {**os.environ, "EVENT_STORE_URL": store_url, "REDIS_URL": redis_url(),
+           "REDIS_PREFIX": prefix, "LOG_LEVEL": "WARNING"}  # fmt: skip
+    return subprocess.Popen(customers_command("project"), env=env)
 
 
 def start_producer(
     store_url: str, prefix: str, schedule: Schedule, with_projector: bool
 ) -> subprocess.Popen[str]:
     role = "producer-with-projector" if with_projector else "producer"
+    module = [sys.executable, "-m", "bench.freshness_processes"]
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.freshness_processes",
-            role,
-            store_url,
-            prefix,
-            *schedule.as_args(),
-        ],
+        [*module, role, store_url, prefix, json.dumps(asdict(schedule))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -163,24 +147,6 @@ def stop_process(child: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
-
-
-def run_projector_process(store_url: str, prefix: str) -> int:
-    """Project until SIGTERM."""
-    from projections.live_loop import run_live
-    from projections.projector import Projector
-    from runtime.settings import event_store_env
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    service = CustomerService(event_store_env(store_url))
-    client = redis.Redis.from_url(redis_url())
-    try:
-        run_live(Projector(service.recorder, client, Keys(prefix)), stop)
-    finally:
-        client.close()
-        service.close()
-    return 0
 
 
 def run_producer_process(
@@ -226,11 +192,9 @@ def run_producer_process(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    role, store_url, prefix, *schedule = sys.argv[1:] if argv is None else argv
-    if role == "projector":
-        return run_projector_process(store_url, prefix)
+    role, store_url, prefix, schedule = sys.argv[1:] if argv is None else argv
     with_projector = role == "producer-with-projector"
-    return run_producer_process(store_url, prefix, Schedule.from_args(schedule), with_projector)
+    return run_producer_process(store_url, prefix, Schedule(**json.loads(schedule)), with_projector)
 
 
 if __name__ == "__main__":

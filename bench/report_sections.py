@@ -42,6 +42,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def cells(row: dict[str, Any], columns: Sequence[tuple[str, int]]) -> list[str]:
+    """The row's values under `columns` (key, decimals), formatted."""
+    return [num(row.get(key), digits) for key, digits in columns]
+
+
 def machine_label(machine: dict[str, Any]) -> str:
     """One line naming where absolute numbers came from."""
     return (
@@ -75,15 +80,8 @@ def read_section(read: dict[str, Any], images: dict[str, str]) -> list[str]:
     ]
     if any(e.get("non_2xx") for e in endpoints.values()):
         parts += ["", "**Some responses were not 2xx: those rates do not measure a served read.**"]
-    sweep = [
-        [
-            str(r.get("connections")),
-            num(r.get("rps")),
-            num(r.get("p50_ms"), 2),
-            num(r.get("p99_ms"), 2),
-        ]
-        for r in read.get("sweep") or []
-    ]
+    columns = [("connections", 0), ("rps", 0), ("p50_ms", 2), ("p99_ms", 2)]
+    sweep = [cells(row, columns) for row in read.get("sweep") or []]
     if sweep:
         parts += ["", "Our endpoint by number of connections:", ""]
         parts.append(table(["connections", "req/s", "p50 ms", "p99 ms"], sweep))
@@ -106,15 +104,8 @@ def projection_section(projection: dict[str, Any], images: dict[str, str]) -> li
         ]
         for r in sizes
     ]
-    headers = [
-        "events",
-        "ours events/s",
-        "ProjectionRunner events/s",
-        "ours vs runner",
-        "raw notification reads/s",
-        "ours vs raw reads",
-        "peak RSS",
-    ]
+    headers = ["events", "ours events/s", "ProjectionRunner events/s", "ours vs runner",
+               "raw notification reads/s", "ours vs raw reads", "peak RSS"]  # fmt: skip
     parts = [f"Event store: {projection.get('store')}. {projection.get('method', '')}", ""]
     parts.append(table(headers, rows))
     if "projection_rate" in images:
@@ -129,26 +120,11 @@ def rebuild_section(rebuild: dict[str, Any], _: dict[str, str]) -> list[str]:
 
 def freshness_section(freshness: dict[str, Any], images: dict[str, str]) -> list[str]:
     stores = {name: v for name, v in freshness.items() if isinstance(v, dict)}
-    headers = [
-        "event store",
-        "asked orders/s",
-        "written orders/s",
-        "writes observed",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "max ms",
-    ]
-    rows = [
-        [
-            name,
-            num(v.get("rate_per_s")),
-            num(v.get("achieved_per_s")),
-            num(v.get("count")),
-            *(num(v.get(key), 1) for key in ("p50_ms", "p90_ms", "p99_ms", "max_ms")),
-        ]
-        for name, v in stores.items()
-    ]
+    headers = ["event store", "asked orders/s", "written orders/s", "writes observed",
+               "p50 ms", "p90 ms", "p99 ms", "max ms"]  # fmt: skip
+    columns = [("rate_per_s", 0), ("achieved_per_s", 0), ("count", 0), ("p50_ms", 1),
+               ("p90_ms", 1), ("p99_ms", 1), ("max_ms", 1)]  # fmt: skip
+    rows = [[name, *cells(values, columns)] for name, values in stores.items()]
     parts = [
         "Producers place orders at a steady rate through the write path while a reader "
         "notes when the projector announces each write's position as applied in Redis.",
@@ -197,16 +173,9 @@ def write_section(write: dict[str, Any], _: dict[str, str]) -> list[str]:
             times(threaded, saves),
         ],
     ]
-    sweep = [
-        [
-            num(r.get("connections")),
-            num(r.get("orders_per_s")),
-            num(r.get("p50_ms"), 2),
-            num(r.get("p99_ms"), 2),
-            num(r.get("server_cpu_ms_per_order"), 3),
-        ]
-        for r in write.get("http_sweep") or []
-    ]
+    columns = [("connections", 0), ("orders_per_s", 0), ("p50_ms", 2), ("p99_ms", 2),
+               ("server_cpu_ms_per_order", 3)]  # fmt: skip
+    sweep = [cells(row, columns) for row in write.get("http_sweep") or []]
     parts = [table(["path", "orders/s", "vs one order per save"], rows), ""]
     parts += ["Orders over HTTP by number of connections (the headline is the best):", ""]
     parts += [table(["connections", "orders/s", "p50 ms", "p99 ms", "server CPU ms/order"], sweep)]
