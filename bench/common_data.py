@@ -10,15 +10,22 @@ load in minutes, not hours: COPY on PostgreSQL, one multi-row insert per batch o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import date
+from typing import Any
 
+import redis
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
+from bench.common import redis_url
+from projections.projector import Projector
+from projections.read_model import Keys
 from runtime.demo_data import CustomerPlan, SampleData
 from runtime.demo_store import Tally, history_events
+from runtime.settings import event_store_env
 from write_side.application import CustomerService
 
 SEED = 20240601
@@ -59,6 +66,28 @@ def load_sample(
         write(stored)
     tally.last_position = service.recorder.max_notification_id() or 0
     return tally
+
+
+def load_and_project(store_url: str, customers: int, prefix: str) -> dict[str, Any]:
+    """Load `customers` sample customers into a store, then project them into `prefix` with
+    our projector: the events written, the projector's position, and each step's time."""
+    service = CustomerService(event_store_env(store_url))
+    client = redis.Redis.from_url(redis_url())
+    try:
+        started = time.perf_counter()
+        events = load_sample(service, customers).events
+        loaded = time.perf_counter()
+        projector = Projector(service.recorder, client, Keys(prefix))
+        projector.catch_up()
+        return {
+            "events": events,
+            "position": projector.position,
+            "load_seconds": round(loaded - started, 2),
+            "project_seconds": round(time.perf_counter() - loaded, 2),
+        }
+    finally:
+        client.close()
+        service.close()
 
 
 def _postgres_copy(service: CustomerService) -> Callable[[list[StoredEvent]], object] | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,8 @@ from bench.common import (
     redis_url,
     write_json,
 )
-from bench.common_data import DESCRIPTION, load_sample
+from bench.common_data import DESCRIPTION, load_and_project
 from projections.read_model import Keys, read_customer
-from write_side.application import CustomerService
 
 PIPELINE = 1000
 
@@ -61,21 +59,6 @@ def average_memory_usage(client: redis.Redis, keys: Sequence[str]) -> float:
     return total / len(keys)
 
 
-def project_all(store_url: str, client: redis.Redis, prefix: str) -> tuple[int, float]:
-    """Run our projector over the whole store; returns (its position, seconds)."""
-    from projections.projector import Projector
-    from runtime.settings import event_store_env
-
-    service = CustomerService(event_store_env(store_url))
-    try:
-        projector = Projector(service.recorder, client, Keys(prefix))
-        started = time.perf_counter()
-        projector.catch_up()
-        return int(projector.position), time.perf_counter() - started
-    finally:
-        service.close()
-
-
 def measure(customers: int) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url())
     with (
@@ -83,18 +66,8 @@ def measure(customers: int) -> dict[str, Any]:
         fresh_redis_prefix("mem") as prefix,
         fresh_redis_prefix("naive") as naive_prefix,
     ):
-        from runtime.settings import event_store_env
-
         store_url = f"sqlite:///{Path(folder) / 'events.sqlite'}"
-        service = CustomerService(event_store_env(store_url))
-        try:
-            started = time.perf_counter()
-            events = load_sample(service, customers).events
-            save_seconds = time.perf_counter() - started
-        finally:
-            service.close()
-        position, project_seconds = project_all(store_url, client, prefix)
-
+        sample = load_and_project(store_url, customers, prefix)
         keys = Keys(prefix)
         generation = int(client.get(keys.generation) or 1)
         ours = [keys.customer(generation, cid) for cid in range(1, customers + 1)]
@@ -124,10 +97,7 @@ def measure(customers: int) -> dict[str, Any]:
     return {
         "customers": customers,
         "data": DESCRIPTION,
-        "events": events,
-        "position": position,
-        "save_seconds": round(save_seconds, 2),
-        "project_seconds": round(project_seconds, 2),
+        **sample,
         "ours_bytes": round(ours_bytes, 1),
         "naive_bytes": round(naive_bytes, 1),
         "ratio": round(ours_bytes / naive_bytes, 3),

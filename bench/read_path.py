@@ -27,14 +27,12 @@ import contextlib
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import redis
 
 from bench import read_baselines
 from bench.common import (
@@ -44,7 +42,7 @@ from bench.common import (
     redis_url,
     write_json,
 )
-from bench.common_data import DESCRIPTION, load_sample, sample_plans
+from bench.common_data import DESCRIPTION, load_and_project, sample_plans
 from bench.common_http import (
     ROOT,
     customers_command,
@@ -53,8 +51,6 @@ from bench.common_http import (
     run_wrk,
     serving,
 )
-from projections.projector import Projector
-from projections.read_model import Keys
 from runtime.settings import event_store_env
 from write_side.application import CustomerService
 
@@ -64,26 +60,15 @@ WARM_UP_SECONDS = 2
 # Data
 
 
-def project_customers(count: int, directory: Path, prefix: str) -> tuple[str, str]:
-    """Save and project `count` customers; returns (event store URL, a staff key)."""
+def prepare(count: int, directory: Path, prefix: str) -> tuple[str, str]:
+    """A staff key and `count` customers, projected; returns (event store URL, the key)."""
     url = f"sqlite:///{directory / 'events.sqlite'}"
     service = CustomerService(event_store_env(url))
-    client = redis.Redis.from_url(redis_url())
     try:
-        started = time.perf_counter()
-        events = load_sample(service, count).events
-        key = service.issue_api_key("bench-staff", "staff").key
-        saved = time.perf_counter()
-        Projector(service.recorder, client, Keys(prefix)).catch_up()
-        projected = time.perf_counter()
-        print(
-            f"saved {events} events in {saved - started:.1f} s, "
-            f"projected in {projected - saved:.1f} s",
-            file=sys.stderr,
-        )
+        key = service.issue_api_key("bench-staff", "staff").key  # projected with the sample
     finally:
-        client.close()
         service.close()
+    print(f"sample: {load_and_project(url, count, prefix)}", file=sys.stderr)
     return url, key
 
 
@@ -148,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         contextlib.ExitStack() as servers,
     ):
         directory = Path(temp)
-        store_url, key = project_customers(args.customers, directory, prefix)
+        store_url, key = prepare(args.customers, directory, prefix)
         fill_orders_table(database_url, args.customers)
         script = read_script(directory, args.customers, key)
         base_env = {
