@@ -1,7 +1,7 @@
 """Every benchmark in one invocation, side by side, then the report.
 
     python -m bench.run --quick     small sizes, short runs: about 3 minutes on two cores
-    python -m bench.run --full      the sizes the issues name (1M events ...): about 20 minutes
+    python -m bench.run --full      the sizes the issues name (1M events ...): 20 minutes or so
     python -m bench.run --quick --only read,memory    just those parts again; the others
                                                       keep this mode's last results
 
