@@ -55,6 +55,7 @@ def render_markdown(results: dict[str, Any], images: dict[str, str]) -> str:
     parts = measured_parts(results)
     machine = results.get("machine") or {}
     data = next((p["data"] for p in parts.values() if p.get("data")), "")
+    seconds = sum(part.get("seconds") or 0 for part in (results.get("parts") or {}).values())
     lines = [
         "# Benchmarks",
         "",
@@ -63,7 +64,7 @@ def render_markdown(results: dict[str, Any], images: dict[str, str]) -> str:
         "Do not edit by hand.",
         "",
         f"Run: `{results.get('command')}` ({results.get('mode')}), finished "
-        f"{results.get('finished_at')}, took {num(results.get('duration_s'))} s.",
+        f"{results.get('finished_at')}; its parts took {num(seconds)} s in all.",
         "",
         f"**Absolute numbers come from one machine: {machine_label(machine)}.** Every "
         "comparison was measured side by side in the same run against the same real "

@@ -276,6 +276,7 @@ def test_report_tells_what_the_data_holds_and_which_parts_failed() -> None:
     markdown = render_markdown(SAMPLE, images={})
     assert "Data: sample customers, 6.4 events each." in markdown
     assert "| hostile | failed | 60.0 | stopped after 60 s |" in markdown
+    assert "its parts took 120 s in all" in markdown
     assert "| Read p99 under hostile clients vs quiet | <= 1.5x | not measured |" in markdown
 
 
