@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse, urlunparse
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # Quantiles kept for latency distribution charts: dense near the tail, where it matters.
-DISTRIBUTION_QUANTILES: tuple[float, ...] = (
-    0.0,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    0.9,
-    0.95,
-    0.98,
-    0.99,
-    0.995,
-    0.999,
-    1.0,
-)
+DISTRIBUTION_QUANTILES = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -89,8 +79,6 @@ def redis_url() -> str:
 
 def unreachable_servers() -> list[str]:
     """One line per configured server that does not accept connections."""
-    from urllib.parse import urlparse
-
     problems = []
     for name, url, default_port in (
         ("PostgreSQL", postgres_admin_url(), 5432),
@@ -112,13 +100,6 @@ def unique_name(kind: str) -> str:
     return f"bench_{kind}_{uuid.uuid4().hex[:10]}"
 
 
-def database_url(admin_url: str, database: str) -> str:
-    """The admin URL pointed at another database on the same server."""
-    from urllib.parse import urlparse, urlunparse
-
-    return urlunparse(urlparse(admin_url)._replace(path=f"/{database}"))
-
-
 @contextmanager
 def fresh_postgres_database(kind: str = "db") -> Iterator[str]:
     """A new, empty PostgreSQL database for one measurement, dropped afterwards."""
@@ -129,7 +110,7 @@ def fresh_postgres_database(kind: str = "db") -> Iterator[str]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield database_url(admin, name)
+        yield urlunparse(urlparse(admin)._replace(path=f"/{name}"))
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -152,13 +133,7 @@ def delete_prefix(prefix: str) -> None:
     client = redis.Redis.from_url(redis_url())
     try:
         for pattern in (f"{prefix}:*", f"{{{prefix}}}:*"):
-            batch: list[bytes] = []
-            for key in client.scan_iter(match=pattern, count=5000):
-                batch.append(key)
-                if len(batch) >= 5000:
-                    client.unlink(*batch)
-                    batch = []
-            if batch:
+            for batch in chunks(list(client.scan_iter(match=pattern, count=5000)), 5000):
                 client.unlink(*batch)
     finally:
         client.close()
@@ -181,6 +156,51 @@ def read_json(path: Path) -> Any:
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process in KiB, from /proc/PID/status."""
+    values: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0])
+    return values
+
+
+class RssSampler:
+    """A thread sampling a process's VmRSS every `interval` seconds, with timestamps."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        rss = memory_kib(self.pid).get("VmRSS")
+        if rss is not None:
+            self.samples.append((time.monotonic(), rss))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()  # the end of the block, however short it was
+
+    def peak_mb(self, start: float, end: float) -> float | None:
+        within = [kib for at, kib in self.samples if start <= at <= end]
+        return round(max(within) / 1024, 1) if within else None
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -12,75 +12,40 @@ from typing import Any
 
 from bench.common import postgres_admin_url, redis_url
 
-LIBRARIES = (
-    "eventsourcing",
-    "fastapi",
-    "starlette",
-    "uvicorn",
-    "pydantic",
-    "redis",
-    "hiredis",
-    "psycopg",
-    "orjson",
-    "uvloop",
-    "httptools",
-)
+LIBRARIES = ("eventsourcing", "fastapi", "starlette", "uvicorn", "pydantic", "redis", "hiredis",
+             "psycopg", "orjson", "uvloop", "httptools")  # fmt: skip
 
 
-def cpu_model() -> str:
+def _proc_field(path: str, prefix: str) -> str | None:
+    """The value after `prefix:` on the first such line of a /proc file, if any."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = Path(path).read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return None
-
-
-def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def psycopg_implementation() -> str | None:
-    """'c', 'binary' or 'python': the pure-Python one decodes rows several times slower."""
-    try:
-        import psycopg
-    except ImportError:
         return None
-    return str(psycopg.pq.__impl__)
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith(prefix)), None)
 
 
-def redis_server_version() -> str | None:
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _redis_server() -> str | None:
     import redis
 
     try:
         client = redis.Redis.from_url(redis_url(), socket_timeout=2)
         try:
-            info = client.info("server")
+            return str(client.info("server").get("redis_version")) or None
         finally:
             client.close()
     except redis.RedisError:
         return None
-    return str(info.get("redis_version")) if info.get("redis_version") else None
 
 
-def postgres_server_version() -> str | None:
+def _postgres_server() -> str | None:
     import psycopg
 
     try:
@@ -91,7 +56,7 @@ def postgres_server_version() -> str | None:
     return str(row[0]) if row else None
 
 
-def wrk_version() -> str | None:
+def _wrk() -> str | None:
     wrk = shutil.which("wrk")
     if wrk is None:
         return None
@@ -103,17 +68,21 @@ def wrk_version() -> str | None:
 
 def describe_machine() -> dict[str, Any]:
     """Everything a reader needs to judge the absolute numbers."""
+    import psycopg
+
+    memory_kib = _proc_field("/proc/meminfo", "MemTotal")
     return {
-        "cpu_model": cpu_model(),
+        "cpu_model": _proc_field("/proc/cpuinfo", "model name") or platform.machine(),
         "cpu_cores": os.cpu_count(),
-        "memory_gib": memory_gib(),
+        "memory_gib": round(int(memory_kib.split()[0]) / 1024**2, 1) if memory_kib else None,
         "kernel": platform.release(),
         "os": platform.platform(terse=True),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
-        "libraries": library_versions(),
-        "psycopg_implementation": psycopg_implementation(),
-        "redis_server": redis_server_version(),
-        "postgres_server": postgres_server_version(),
-        "wrk": wrk_version(),
+        "libraries": {name: _version(name) for name in LIBRARIES},
+        # 'binary' or 'c'; the pure-Python implementation decodes rows several times slower
+        "psycopg_implementation": str(psycopg.pq.__impl__),
+        "redis_server": _redis_server(),
+        "postgres_server": _postgres_server(),
+        "wrk": _wrk(),
     }

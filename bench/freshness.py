@@ -2,17 +2,19 @@
 
     python -m bench.freshness [--stores postgres,sqlite] [--rate 1000] [--seconds 20]
 
-Producer processes place orders through the write service (CustomerService, the code
-behind POST /api/orders) on a fixed schedule. The commit time of each order is taken when
-its command returns its position. A subscriber in this process, which does nothing else,
-notes when the projector announces each position as applied on its positions channel; it
-publishes only after the page's changes are in Redis, so that is when a reader can see
-the order. Times are CLOCK_MONOTONIC, which every process on the machine shares.
+Producer processes (bench.freshness_processes) place orders through the write service
+(CustomerService, the code behind POST /api/orders) on a fixed schedule. The commit time
+of each order is taken when its command returns its position. A subscriber in this
+process, which does nothing else, notes when the projector announces each position as
+applied on its positions channel; it publishes only after the page's changes are in
+Redis, so that is when a reader can see the order. Times are CLOCK_MONOTONIC, which every
+process on the machine shares.
 
-Deployments: on PostgreSQL the projector runs in its own process and wakes on the store's
-NOTIFY, and two producer processes share the load; on SQLite, which has no cross-process
-notifications, one producer process also runs the projector and wakes it after each
-append (Projector.notify). The first second of writes is a warm-up and not counted.
+Deployments: on PostgreSQL the projector is `customers project` in its own process, woken
+by the store's NOTIFY, and two producer processes share the load; on SQLite, which has no
+cross-process notifications, one producer process also runs the projector and wakes it
+after each append (Projector.notify). The first second of writes is a warm-up and not
+counted.
 """
 
 from __future__ import annotations
@@ -20,18 +22,12 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
-import json
-import os
-import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from decimal import Decimal
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +39,25 @@ from bench.common import (
     fresh_redis_prefix,
     latency_summary,
     redis_url,
-    unreachable_servers,
     write_json,
 )
-from bench.common_data import sample_customers, save_customers
-from bench.common_profile import profiled_phase
+from bench.common_data import load_sample
+from bench.freshness_processes import (
+    CUSTOMERS,
+    DRAIN_SECONDS,
+    Schedule,
+    await_ready,
+    collect,
+    start_producer,
+    start_projector,
+    stop_process,
+    wait_until,
+)
 from projections.read_model import Keys
 from write_side.application import CustomerService
 
-CUSTOMERS = 1000
 PRODUCER_PROCESSES = 2
-READY = "ready"
 WARM_UP_SECONDS = 1.0
-# How long the subscriber keeps listening after the last write for its announcement.
-DRAIN_SECONDS = 5.0
 
 
 def visible_latencies_ms(
@@ -120,82 +121,6 @@ class Subscriber:
         self._pubsub.close()
 
 
-def paced_orders(
-    service: CustomerService,
-    schedule: Schedule,
-    after_write: Callable[[], None] | None = None,
-) -> tuple[list[tuple[int, float]], int]:
-    """Place this producer's share of the schedule's orders, each at its due time.
-
-    Returns (position, monotonic commit time) of each order and the number of failed
-    writes. A producer that falls behind does not skip: every scheduled order is placed.
-    """
-    commits: list[tuple[int, float]] = []
-    failures = [0]
-    lock = threading.Lock()
-
-    def produce(thread: int) -> None:
-        rng = random.Random(schedule.first + thread * 7919)
-        mine: list[tuple[int, float]] = []
-        stride = schedule.stride * schedule.threads
-        for index in range(schedule.first + thread * schedule.stride, schedule.total, stride):
-            delay = schedule.start + index / schedule.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            customer_id = rng.randrange(1, CUSTOMERS + 1)
-            amount = Decimal(rng.randrange(100, 100_000)) / 100
-            try:
-                written = service.place_order(customer_id, amount)
-            except Exception:
-                with lock:
-                    failures[0] += 1
-                continue
-            mine.append((written.position, time.monotonic()))
-            if after_write is not None:
-                after_write()
-        with lock:
-            commits.extend(mine)
-
-    workers = [threading.Thread(target=produce, args=(t,)) for t in range(schedule.threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return sorted(commits), failures[0]
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Order number i is due at start + i / rate, for i in range(total).
-
-    A producer process takes every stride-th order from `first`, over its threads.
-    """
-
-    start: float  # CLOCK_MONOTONIC, shared by every process on the machine; sent on stdin
-    rate: float
-    total: int
-    first: int = 0
-    stride: int = 1
-    threads: int = 4
-
-    def as_args(self) -> list[str]:
-        return [str(self.start), str(self.rate), str(self.total), str(self.first),
-                str(self.stride), str(self.threads)]  # fmt: skip
-
-    @classmethod
-    def from_args(cls, args: Sequence[str]) -> Schedule:
-        start, rate, total, first, stride, threads = args
-        return cls(float(start), float(rate), int(total), int(first), int(stride), int(threads))
-
-
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up after {seconds:.0f} s waiting for {what}")
-        time.sleep(0.01)
-
-
 def measure_store(
     store: str, store_url: str, prefix: str, rate: float, seconds: float, threads: int
 ) -> dict[str, Any]:
@@ -208,8 +133,9 @@ def measure_store(
     try:
         service = CustomerService(event_store_env(store_url))
         try:
-            save_customers(service, sample_customers(CUSTOMERS))
-            registered = service.recorder.max_notification_id() or 0
+            sample = load_sample(service, CUSTOMERS)
+            registered = sample.last_position
+            orders_before = sample.orders - sample.cancellations  # what the records count
         finally:
             service.close()
         # PostgreSQL: the projector in its own process, two producer processes (the GIL
@@ -229,12 +155,11 @@ def measure_store(
                 children.append(child)
                 await_ready(child)  # connected (and caught up, with a projector)
             start = time.monotonic() + 0.2
-            with profiled_phase():
-                for child in children:
-                    assert child.stdin is not None
-                    child.stdin.write(f"{start}\n")
-                    child.stdin.flush()
-                outputs = [collect(child) for child in children]
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.write(f"{start}\n")
+                child.stdin.flush()
+            outputs = [collect(child) for child in children]
             commits = sorted(c for output in outputs for c in output["commits"])
             failures = sum(output["failures"] for output in outputs)
             last = commits[-1][0] if commits else 0
@@ -266,8 +191,8 @@ def measure_store(
             "warm_up_excluded": len(commits) - len(measured),
             "never_visible": unseen,
             "orders_in_read_model": orders_in_redis,
-            "all_writes_in_read_model": orders_in_redis == CUSTOMERS + len(commits),
-            "projector": "own process, woken by NOTIFY"
+            "all_writes_in_read_model": orders_in_redis == orders_before + len(commits),
+            "projector": "`customers project` in its own process, woken by NOTIFY"
             if store == "postgres"
             else "in the producer's process, woken by each append",
         }
@@ -284,112 +209,6 @@ def count_orders(client: redis.Redis, keys: Keys) -> int:
     for customer_id in range(1, CUSTOMERS + 1):
         pipe.hget(keys.customer(generation, customer_id), "o")
     return sum(int(value or 0) for value in pipe.execute())
-
-
-def start_projector(store_url: str, prefix: str) -> subprocess.Popen[bytes]:
-    """The projector alone in its own process (the PostgreSQL deployment's `project`)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.freshness", "--projector", store_url, prefix],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def start_producer(
-    store_url: str, prefix: str, schedule: Schedule, with_projector: bool
-) -> subprocess.Popen[str]:
-    role = "--producer-with-projector" if with_projector else "--producer"
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.freshness", role, store_url, prefix, *schedule.as_args()],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-
-def await_ready(child: subprocess.Popen[str]) -> None:
-    """Block until a producer says it is connected and waiting for the start time."""
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    if line.strip() != READY:
-        raise RuntimeError(f"a producer failed to start (exit code {child.poll()})")
-
-
-def collect(child: subprocess.Popen[str]) -> dict[str, Any]:
-    """A producer's JSON: its commits and failures."""
-    output, _ = child.communicate(timeout=600)
-    if child.returncode != 0:
-        raise RuntimeError(f"a producer exited with code {child.returncode}")
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return result
-
-
-def stop_process(child: subprocess.Popen[bytes]) -> None:
-    child.send_signal(signal.SIGTERM)
-    try:
-        child.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-
-
-def run_projector_process(store_url: str, prefix: str) -> int:
-    """Project until SIGTERM."""
-    from projections.live_loop import run_live
-    from projections.projector import Projector
-    from runtime.settings import event_store_env
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    service = CustomerService(event_store_env(store_url))
-    client = redis.Redis.from_url(redis_url())
-    try:
-        run_live(Projector(service.recorder, client, Keys(prefix)), stop)
-    finally:
-        client.close()
-        service.close()
-    return 0
-
-
-def run_producer_process(
-    store_url: str, prefix: str, schedule: Schedule, with_projector: bool
-) -> int:
-    """Place this producer's orders; print {"commits": [[position, time]...], "failures"}.
-
-    with_projector: also run the projector here, woken after each append (SQLite, which
-    has no cross-process notifications, as `customers serve` runs it).
-    """
-    from projections.live_loop import run_live
-    from projections.projector import Projector
-    from runtime.settings import event_store_env
-
-    service = CustomerService(event_store_env(store_url))
-    client = redis.Redis.from_url(redis_url())
-    stop = threading.Event()
-    projector_thread: threading.Thread | None = None
-    notify: Callable[[], None] | None = None
-    if with_projector:
-        projector = Projector(service.recorder, client, Keys(prefix))
-        projector.catch_up()
-        projector_thread = threading.Thread(target=run_live, args=(projector, stop), daemon=True)
-        projector_thread.start()
-        notify = projector.notify
-    service.recorder.max_notification_id()  # connected
-    print(READY, flush=True)
-    schedule = replace(schedule, start=float(sys.stdin.readline()))
-    try:
-        commits, failures = paced_orders(service, schedule, notify)
-        if projector_thread is not None:
-            last = commits[-1][0] if commits else 0
-            with contextlib.suppress(TimeoutError):
-                wait_until(lambda: projector.position >= last, DRAIN_SECONDS, "the projector")
-    finally:
-        stop.set()
-        if projector_thread is not None:
-            projector_thread.join(timeout=10)
-        client.close()
-        service.close()
-    print(json.dumps({"commits": commits, "failures": failures}))
-    return 0
 
 
 def measure(stores: Sequence[str], rate: float, seconds: float, threads: int) -> dict[str, Any]:
@@ -414,13 +233,6 @@ def measure(stores: Sequence[str], rate: float, seconds: float, threads: int) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_given = list(sys.argv[1:] if argv is None else argv)
-    if len(args_given) == 3 and args_given[0] == "--projector":
-        return run_projector_process(args_given[1], args_given[2])
-    if args_given and args_given[0] in ("--producer", "--producer-with-projector"):
-        schedule = Schedule.from_args(args_given[3:])
-        with_projector = args_given[0] == "--producer-with-projector"
-        return run_producer_process(args_given[1], args_given[2], schedule, with_projector)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stores", default="postgres,sqlite")
     parser.add_argument("--rate", type=float, default=1000.0, help="orders per second")
@@ -438,10 +250,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"error: need --rate > 0, --seconds > {WARM_UP_SECONDS}, --threads >= 1",
             file=sys.stderr,
         )
-        return 2
-    problems = unreachable_servers()
-    if problems:
-        print(f"error: {problems[0]}", file=sys.stderr)
         return 2
     write_json(args.out, measure(stores, args.rate, args.seconds, args.threads))
     return 0

@@ -3,8 +3,8 @@
     python -m bench.projection --sizes 100000,1000000 [--out bench/results/projection.json]
 
 For each size a fresh PostgreSQL database is filled with the application's own events
-(customers with full profiles, a login and an order each), then three readers of the same
-notification log run one after another, each in its own process on its own key prefix:
+(bench.common_data's sample customers, until the size is reached), then four readers of
+the same notification log run one after another, each in its own process and key prefix:
 
   baseline  the library's ProjectionRunner with a per-event Projection, writing the same
             customer record to Redis: read the record, then one MULTI/EXEC per event with
@@ -27,181 +27,36 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis
-from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import InfrastructureFactory, Tracking, TrackingRecorder
-from eventsourcing.projection import Projection, ProjectionRunner
+from eventsourcing.projection import ProjectionRunner
 
 from bench.common import (
     RESULTS_DIR,
+    RssSampler,
     fresh_postgres_database,
     fresh_redis_prefix,
+    memory_kib,
     redis_url,
-    unreachable_servers,
     write_json,
 )
-from bench.common_data import bulk_load_customers, sample_customers
-from contract.customer_document import PROFILE_FIELDS
-from projections.customer_view import CustomerRecord, apply
-from projections.event_decoding import (
-    CANCELLED,
-    DEACTIVATED,
-    LOGGED_IN,
-    PLACED,
-    PROFILE_INDEX,
-    PROFILE_UPDATED,
-    REACTIVATED,
-    REFUNDED,
-    REGISTERED,
-    CustomerChange,
-    spent_by_cancel,
-    spent_by_refund,
-)
+from bench.common_data import DESCRIPTION, load_sample
+from bench.projection_baseline import BaselineProjection, BaselineView
 from projections.notification_log import page_reader
 from projections.projector import Projector
-from projections.read_model import D_PROFILE, Keys
-from projections.stored_fields import canonical_time
-from projections.tracking import RedisTrackingRecorder
+from projections.read_model import Keys
 from runtime.settings import event_store_env
 from write_side.application import CustomerService
-from write_side.domain.customer import Customer
-from write_side.domain.money import to_minor_units
-from write_side.domain.order import Order
 
-EVENTS_PER_CUSTOMER = 3
 PAGE = 5000
 WORKERS = ("raw", "raw_lean", "ours", "baseline")
-GOALS = {"ours_eps": 40_000, "vs_baseline": 10.0, "vs_raw": 0.8, "rebuild_1m_seconds": 30.0}
-
-
-# The baseline: what a user of the library's ProjectionRunner would write.
-
-
-class BaselineView(RedisTrackingRecorder):
-    """The same Redis record, written one event at a time in a MULTI/EXEC with tracking."""
-
-    def __init__(self) -> None:
-        client = redis.Redis.from_url(os.environ["BENCH_VIEW_REDIS_URL"])
-        super().__init__(client, Keys(os.environ["BENCH_VIEW_PREFIX"]), generation=1)
-
-    def apply_change(self, change: CustomerChange | None, tracking: Tracking) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        if change is not None:
-            key = self.keys.customer(1, change.customer_id)
-            current = _record(change.customer_id, self.client.hget(key, "d"))
-            updated = apply(current, change)
-            if updated is not current:
-                pipe.hset(key, "d", updated.fields()[0])
-                pipe.hincrby(key, "s", change.spent)
-                pipe.hincrby(key, "o", change.orders)
-        pipe.hset(self.key, tracking.application_name, str(tracking.notification_id))
-        pipe.execute()
-
-
-def _record(customer_id: int, doc: bytes | str | None) -> CustomerRecord:
-    if doc is None:
-        return CustomerRecord(customer_id)
-    values = orjson.loads(doc)
-    return CustomerRecord(
-        customer_id,
-        position=int(values[0]),
-        active=bool(values[1]),
-        date_joined=values[2],
-        last_login=values[3],
-        profile=tuple(values[D_PROFILE : D_PROFILE + len(PROFILE_FIELDS)]),
-    )
-
-
-class BaselineProjection(Projection[BaselineView]):
-    name = "baseline"
-
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self.view.apply_change(change_of(domain_event, tracking.notification_id), tracking)
-
-
-def change_of(event: DomainEventProtocol[Any], position: int) -> CustomerChange | None:
-    """The customer change a domain event object makes (the baseline gets objects)."""
-    if isinstance(event, Customer.Registered):
-        profile = tuple(event.profile.get(name) for name in PROFILE_FIELDS)
-        joined = canonical_time(event.timestamp)
-        return CustomerChange(position, event.customer_id, REGISTERED, value=(joined, profile))
-    if isinstance(event, Customer.ProfileUpdated):
-        updates = tuple((PROFILE_INDEX[k], v) for k, v in event.changes.items())
-        return CustomerChange(position, event.customer_id, PROFILE_UPDATED, value=updates)
-    if isinstance(event, Customer.LoggedIn):
-        at = canonical_time(event.at)
-        return CustomerChange(position, event.customer_id, LOGGED_IN, value=at)
-    if isinstance(event, Customer.Deactivated):
-        return CustomerChange(position, event.customer_id, DEACTIVATED)
-    if isinstance(event, Customer.Reactivated):
-        return CustomerChange(position, event.customer_id, REACTIVATED)
-    if isinstance(event, Order.Placed):
-        return CustomerChange(position, event.customer_id, PLACED, to_minor_units(event.amount), 1)
-    if isinstance(event, Order.Cancelled):
-        spent = spent_by_cancel(to_minor_units(event.amount), to_minor_units(event.refunded))
-        return CustomerChange(position, event.customer_id, CANCELLED, spent, -1)
-    if isinstance(event, Order.Refunded):
-        spent = spent_by_refund(to_minor_units(event.amount))
-        return CustomerChange(position, event.customer_id, REFUNDED, spent, 0)
-    return None
-
-
-class RedisViewFactory(InfrastructureFactory[TrackingRecorder]):
-    """A persistence module for the view alone, so ProjectionRunner can build a Redis view."""
-
-    def aggregate_recorder(self, purpose: str = "events") -> Any:
-        raise NotImplementedError
-
-    def application_recorder(self) -> Any:
-        raise NotImplementedError
-
-    def tracking_recorder(self, tracking_recorder_class: Any = None) -> TrackingRecorder:
-        view_class = tracking_recorder_class or BaselineView
-        view: TrackingRecorder = view_class()
-        return view
-
-    def process_recorder(self) -> Any:
-        raise NotImplementedError
 
 
 # Workers: each measurement in its own process.
-
-
-class RssSampler:
-    """Samples this process's resident set every 0.2 s while a measurement runs."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> RssSampler:
-        self.samples.append(_status_mb("VmRSS"))
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.samples.append(_status_mb("VmRSS"))
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.2):
-            self.samples.append(_status_mb("VmRSS"))
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def worker(kind: str, store_url: str, prefix: str, limit: int) -> dict[str, Any]:
@@ -237,28 +92,27 @@ def worker(kind: str, store_url: str, prefix: str, limit: int) -> dict[str, Any]
     if kind == "ours":
         service = CustomerService(env)
         projector = Projector(service.recorder, client, Keys(prefix), page_size=PAGE)
-        with RssSampler() as rss:
+        with RssSampler(os.getpid(), 0.2) as rss:
             started = time.perf_counter()
             position = projector.catch_up()
             seconds = time.perf_counter() - started
         head = service.recorder.max_notification_id()
         assert position == head, f"projected to {position}, the store ends at {head}"
         service.close()
+        mb = [round(kib / 1024, 1) for _, kib in rss.samples]
         return {
             "events": position,
             "seconds": seconds,
-            "peak_rss_mb": round(_status_mb("VmHWM"), 1),
-            "rss_mb": {
-                "start": round(rss.samples[0], 1),
-                "max": round(max(rss.samples), 1),
-                "end": round(rss.samples[-1], 1),
-                "samples": len(rss.samples),
-            },
+            "peak_rss_mb": round(memory_kib(os.getpid())["VmHWM"] / 1024, 1),
+            "rss_mb": {"start": mb[0], "max": max(mb), "end": mb[-1], "samples": len(mb)},
         }
     if kind == "baseline":
         os.environ["BENCH_VIEW_REDIS_URL"] = redis_url()
         os.environ["BENCH_VIEW_PREFIX"] = prefix
-        runner_env = {**env, "BASELINE_PERSISTENCE_MODULE": "bench.projection:RedisViewFactory"}
+        runner_env = {
+            **env,
+            "BASELINE_PERSISTENCE_MODULE": "bench.projection_baseline:RedisViewFactory",
+        }
         started = time.perf_counter()
         runner: ProjectionRunner[CustomerService, BaselineView] = ProjectionRunner(
             application_class=CustomerService,
@@ -291,11 +145,11 @@ def run_worker(kind: str, store_url: str, limit: int) -> dict[str, Any]:
 
 
 def measure(size: int, baseline_max: int) -> dict[str, Any]:
-    customers = max(1, size // EVENTS_PER_CUSTOMER)
     with fresh_postgres_database("projection") as url:
         service = CustomerService(event_store_env(url))
         started = time.perf_counter()
-        written = bulk_load_customers(service, sample_customers(customers))
+        sample = load_sample(service, events=size)
+        written, customers = sample.events, sample.customers
         fill_seconds = time.perf_counter() - started
         service.close()
         raw = run_worker("raw", url, written)
@@ -320,26 +174,6 @@ def measure(size: int, baseline_max: int) -> dict[str, Any]:
     }
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    header = (
-        f"{'events':>10} {'baseline ev/s':>14} {'raw read ev/s':>14} {'lean read':>10} "
-        f"{'ours ev/s':>10} "
-        f"{'x baseline':>10} {'x raw':>6} {'ours s':>7} {'peak RSS MB':>11} "
-        f"{'RSS start/max/end':>18}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        rss = r["rss_mb"]
-        lines.append(
-            f"{r['events']:>10,} {r['baseline_eps']:>14,} {r['raw_eps']:>14,} "
-            f"{r['raw_lean_eps']:>10,} "
-            f"{r['ours_eps']:>10,} {r['vs_baseline']:>10} {r['vs_raw']:>6} "
-            f"{r['ours_seconds']:>7} {r['peak_rss_mb']:>11} "
-            f"{rss['start']:>6}/{rss['max']}/{rss['end']:<6}"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated event counts")
@@ -353,35 +187,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, args.store_url, args.prefix, args.limit)))
         return 0
-    try:
-        sizes = [int(size) for size in args.sizes.split(",")]
-    except ValueError:
-        print("error: --sizes must be comma-separated integers", file=sys.stderr)
-        return 2
-    problems = unreachable_servers()
-    if problems:
-        print(f"error: {problems[0]}", file=sys.stderr)
-        return 2
-    load_before = os.getloadavg()
+    load_before = os.getloadavg()[0]
     rows = []
-    for size in sizes:
-        rows.append(measure(size, args.baseline_max))
-        print(f"measured {rows[-1]['events']:,} events", file=sys.stderr, flush=True)
-    print(table(rows))
+    for size in (int(size) for size in args.sizes.split(",")):
+        row = measure(size, args.baseline_max)
+        rows.append(row)
+        print(
+            f"{row['events']:,} events: ours {row['ours_eps']:,} events/s, runner "
+            f"{row['baseline_eps']:,}, raw reads {row['raw_eps']:,}",
+            flush=True,
+        )
     write_json(
         args.out,
         {
             "store": "PostgreSQL",
             "page_size": PAGE,
-            "goals": GOALS,
+            "data": DESCRIPTION,
             "sizes": rows,
-            "machine": {
-                "cpus": os.cpu_count(),
-                "load_average_1m_before_after": [
-                    round(load_before[0], 2),
-                    round(os.getloadavg()[0], 2),
-                ],
-            },
+            "load_average_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "method": (
                 "Same events, fresh database per size; each reader in its own process on "
                 "its own key prefix. baseline = eventsourcing ProjectionRunner + per-event "

@@ -2,14 +2,14 @@
 
     python -m bench.read_path --customers 100000 --duration 10 --connections 32
 
-Data: N sample customers (registration, a login, an order: the events the HTTP commands
-produce) are saved to a fresh SQLite event store and projected into a fresh Redis prefix
-by the real projector; a fresh PostgreSQL database holds an orders table with 1-4 orders
-per customer for baseline (c). Endpoints, each in its own process, one uvicorn worker with
+Data: N sample customers (bench.common_data: full profiles, logins, orders, some cancelled
+or refunded) are loaded into a fresh SQLite event store and projected into a fresh Redis
+prefix by the real projector; a fresh PostgreSQL database holds the same orders in a table
+for baseline (c). Endpoints, each in its own process, one uvicorn worker with
 uvloop and httptools:
 
     ours      `customers read-api` (the production command), staff key
-    ours_via_fastapi  the same app with its ASGI fast path off (FastAPI routing), one run
+    ours_via_fastapi  `customers read-api` with its ASGI fast path off (FastAPI routing), once
     bare      (a) FastAPI returning a constant dict
     hgetall   (b) FastAPI + redis.asyncio HGETALL returning the hash
     postgres  (c) FastAPI + PostgreSQL COUNT/SUM over the orders table
@@ -25,22 +25,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import random
-import re
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
-import redis
 
+from bench import read_baselines
 from bench.common import (
     RESULTS_DIR,
     fresh_postgres_database,
@@ -48,59 +42,38 @@ from bench.common import (
     redis_url,
     write_json,
 )
-from bench.common_data import sample_customers, save_customers
-from projections.projector import Projector
-from projections.read_model import Keys
+from bench.common_data import DESCRIPTION, load_and_project, sample_plans
+from bench.common_http import (
+    ROOT,
+    customers_command,
+    free_port,
+    read_script,
+    run_wrk,
+    serving,
+)
 from runtime.settings import event_store_env
 from write_side.application import CustomerService
 
-ROOT = Path(__file__).resolve().parent.parent
-UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--workers", "1"]
 WARM_UP_SECONDS = 2
-BASELINES = {
-    "bare": "bench.read_baselines.bare:app",
-    "hgetall": "bench.read_baselines.redis_hgetall:app",
-    "postgres": "bench.read_baselines.postgres_sum:app",
-}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # Data
 
 
-def project_customers(count: int, directory: Path, prefix: str) -> tuple[str, str]:
-    """Save and project `count` customers; returns (event store URL, a staff key)."""
+def prepare(count: int, directory: Path, prefix: str) -> tuple[str, str]:
+    """A staff key and `count` customers, projected; returns (event store URL, the key)."""
     url = f"sqlite:///{directory / 'events.sqlite'}"
     service = CustomerService(event_store_env(url))
-    client = redis.Redis.from_url(redis_url())
     try:
-        started = time.perf_counter()
-        events = save_customers(service, sample_customers(count))
-        key = service.issue_api_key("bench-staff", "staff").key
-        saved = time.perf_counter()
-        Projector(service.recorder, client, Keys(prefix)).catch_up()
-        projected = time.perf_counter()
-        print(
-            f"saved {events} events in {saved - started:.1f} s, "
-            f"projected in {projected - saved:.1f} s",
-            file=sys.stderr,
-        )
+        key = service.issue_api_key("bench-staff", "staff").key  # projected with the sample
     finally:
-        client.close()
         service.close()
+    print(f"sample: {load_and_project(url, count, prefix)}", file=sys.stderr)
     return url, key
 
 
 def fill_orders_table(database_url: str, count: int) -> None:
-    rng = random.Random(11)
+    """The sample customers' orders, as a relational schema would keep them."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE orders (order_id bigserial PRIMARY KEY, customer_id bigint NOT NULL, "
@@ -109,94 +82,16 @@ def fill_orders_table(database_url: str, count: int) -> None:
         )
         with (
             conn.cursor() as cursor,
-            cursor.copy("COPY orders (customer_id, amount, cancelled) FROM STDIN") as copy,
+            cursor.copy(
+                "COPY orders (customer_id, amount, refunded, cancelled) FROM STDIN"
+            ) as copy,
         ):
-            for customer_id in range(1, count + 1):
-                for _ in range(rng.randint(1, 4)):
-                    amount = f"{rng.randrange(100, 5_000_000) / 100:.2f}"
-                    copy.write_row((customer_id, amount, rng.random() < 0.1))
+            for plan in sample_plans(count):
+                for order in plan.orders:
+                    refunded = sum(order.refunds, Decimal(0))
+                    copy.write_row((plan.customer_id, order.amount, refunded, order.cancelled))
         conn.execute("CREATE INDEX orders_by_customer ON orders (customer_id)")
         conn.execute("ANALYZE orders")
-
-
-# Servers and load
-
-
-@contextmanager
-def running(
-    command: list[str], env: dict[str, str], port: int, probe: tuple[str, dict[str, str]]
-) -> Iterator[None]:
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                error = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"{command} exited: {error[-500:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}{probe[0]}", headers=probe[1]).is_success:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command} did not answer in time")
-            time.sleep(0.1)
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wrk_script(directory: Path, customers: int, key: str) -> Path:
-    script = directory / "random_ids.lua"
-    script.write_text(
-        f"""
-math.randomseed(os.time())
-local headers = {{ ["Authorization"] = "Token {key}" }}
-request = function()
-  return wrk.format("GET", "/api/customers/" .. math.random(1, {customers}), headers)
-end
-"""
-    )
-    return script
-
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
-def run_wrk(port: int, script: Path, connections: int, seconds: int) -> dict[str, Any]:
-    command = [
-        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-        f"http://127.0.0.1:{port}",
-    ]  # fmt: skip
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    percentiles = {
-        int(match[1]): _ms(match[2])
-        for match in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)$", output, re.MULTILINE)
-    }
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket_errors = re.search(r"Socket errors: (.*)", output)
-    return {
-        "connections": connections,
-        "rps": round(rps, 1),
-        "p50_ms": percentiles.get(50),
-        "p90_ms": percentiles.get(90),
-        "p99_ms": percentiles.get(99),
-        "non_2xx": int(errors[1]) if errors else 0,
-        "socket_errors": socket_errors[1] if socket_errors else None,
-    }
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -238,9 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         contextlib.ExitStack() as servers,
     ):
         directory = Path(temp)
-        store_url, key = project_customers(args.customers, directory, prefix)
+        store_url, key = prepare(args.customers, directory, prefix)
         fill_orders_table(database_url, args.customers)
-        script = wrk_script(directory, args.customers, key)
+        script = read_script(directory, args.customers, key)
         base_env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
@@ -248,23 +143,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             "BENCH_PREFIX": prefix,
             "BENCH_PG_URL": database_url,
         }
-        probe = ("/api/customers/1", {"Authorization": f"Token {key}"})
-        ports: dict[str, int] = {}
-        ports["ours"] = free_port()
         ours_env = {
             **base_env,
             "EVENT_STORE_URL": store_url,
             "REDIS_URL": redis_url(),
             "REDIS_PREFIX": prefix,
-            "PORT": str(ports["ours"]),
             "LOG_LEVEL": "WARNING",
         }
-        customers_cli = str(Path(sys.executable).with_name("customers"))
-        servers.enter_context(running([customers_cli, "read-api"], ours_env, ports["ours"], probe))
-        for name, target in BASELINES.items():
-            ports[name] = free_port()
-            command = [sys.executable, "-m", "uvicorn", target, "--port", str(ports[name])]
-            servers.enter_context(running(command + UVICORN_FLAGS, base_env, ports[name], probe))
+        staff = {"Authorization": f"Token {key}"}
+
+        probe = "/api/customers/1"
+
+        def serve(name: str, command: list[str], env: dict[str, str], port: int) -> int:
+            log = directory / f"{name}.log"
+            return servers.enter_context(serving(command, env, port, probe, log, staff))
+
+        ports = {name: free_port() for name in ("ours", *read_baselines.APPS)}
+        serve(
+            "ours",
+            customers_command("read-api"),
+            {**ours_env, "PORT": str(ports["ours"])},
+            ports["ours"],
+        )
+        for name in read_baselines.APPS:
+            serve(name, read_baselines.command(name, ports[name]), base_env, ports[name])
         for port in ports.values():
             run_wrk(port, script, headline, warm_up)
         # Rounds interleave the endpoints, so a change in the machine's load during the run
@@ -279,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The same app without its fast path, once: what skipping the framework is worth.
         port = free_port()
         command = [sys.executable, "-m", "bench.read_baselines.ours_without_fast_path"]
-        with running(command, {**ours_env, "PORT": str(port)}, port, probe):
+        log = directory / "ours_via_fastapi.log"
+        with serving(command, {**ours_env, "PORT": str(port)}, port, probe, log, staff):
             run_wrk(port, script, headline, warm_up)
             endpoints["ours_via_fastapi"] = run_wrk(port, script, headline, args.duration)
         ours_sweep = []
@@ -291,9 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"sweep ours c={count:<4} {result}", file=sys.stderr)
             ours_sweep.append(result)
 
-    bare_rps = endpoints["bare"]["rps"]
     result = {
         "customers": args.customers,
+        "data": DESCRIPTION,
         "duration_s": args.duration,
         "connections": headline,
         "rounds": args.rounds,
@@ -301,29 +204,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "endpoints": endpoints,
         "sweep": ours_sweep,
         "all_rounds": runs,
-        "ratios": {
-            name: round(values["rps"] / bare_rps, 2) if bare_rps else None
-            for name, values in endpoints.items()
-        },
-        "ours_vs_postgres": round(endpoints["ours"]["rps"] / endpoints["postgres"]["rps"], 2),
         # Each round's ratio compares runs made moments apart (the load drifts less).
         "round_ratios_vs_bare": round_ratios(runs, "bare"),
         "round_ratios_vs_postgres": round_ratios(runs, "postgres"),
         "load_average": os.getloadavg(),
     }
-    path = write_json(args.out, result)
-    print(f"wrote {path}", file=sys.stderr)
+    write_json(args.out, result)
     for name, values in endpoints.items():
-        print(
-            f"{name:9} {values['rps']:>9,.0f} req/s  p50 {values['p50_ms']} ms  "
-            f"p99 {values['p99_ms']} ms  non-2xx {values['non_2xx']}  "
-            f"({result['ratios'][name]}x bare)"
-        )
-    print(f"ours vs postgres: {result['ours_vs_postgres']}x")
-    for baseline in ("bare", "postgres"):
-        ratios = result[f"round_ratios_vs_{baseline}"]
-        median = round(statistics.median(ratios), 2)
-        print(f"ours vs {baseline} per round: {ratios} (median {median}x)")
+        print(f"{name:16} {values['rps']:>9,.0f} req/s  p50 {values['p50_ms']} ms  "
+              f"p99 {values['p99_ms']} ms  non-2xx {values['non_2xx']}")  # fmt: skip
+    print(f"ours vs bare per round: {result['round_ratios_vs_bare']}")
     return 0
 
 

@@ -70,23 +70,32 @@ class CustomerPlan:
 
 
 class SampleData:
-    """A deterministic stream of customer plans; one instance per seed."""
+    """A deterministic stream of customer plans; one instance per seed.
 
-    def __init__(self, seed: int, today: date) -> None:
+    `complete`: every profile field set, every customer logged in and ordered at least
+    once, none deactivated (the customers the benchmarks read, order against and size);
+    the other draws stay as they are. Without it, the stream `customers demo` writes.
+    """
+
+    def __init__(self, seed: int, today: date, *, complete: bool = False) -> None:
         self._rng = random.Random(seed)
         self._today = today
+        self._least = 1 if complete else 0
+        self._with_notes = 1.0 if complete else SHARE_WITH_NOTES
+        self._incomplete = 0.0 if complete else SHARE_INCOMPLETE_PROFILE
+        self._deactivated = 0.0 if complete else SHARE_DEACTIVATED
 
     def customer(self, customer_id: int) -> CustomerPlan:
         rng = self._rng
+        profile = self._profile(customer_id)
+        logins = rng.randint(self._least, MAX_LOGINS)
+        orders = max(self._least, min(rng.randint(0, MAX_ORDERS), rng.randint(0, MAX_ORDERS)))
         return CustomerPlan(
             customer_id=customer_id,
-            profile=self._profile(customer_id),
-            logins=rng.randint(0, MAX_LOGINS),
-            orders=tuple(
-                self._order(f"demo-{customer_id}-{n}")
-                for n in range(1, 1 + min(rng.randint(0, MAX_ORDERS), rng.randint(0, MAX_ORDERS)))
-            ),
-            deactivated=rng.random() < SHARE_DEACTIVATED,
+            profile=profile,
+            logins=logins,
+            orders=tuple(self._order(f"demo-{customer_id}-{n}") for n in range(1, 1 + orders)),
+            deactivated=rng.random() < self._deactivated,
         )
 
     def _profile(self, customer_id: int) -> dict[str, str | None]:
@@ -106,9 +115,9 @@ class SampleData:
             "national_code": national_code(rng),
             "birth_date": (self._today - timedelta(days=age_days)).isoformat(),
             "gender": gender,
-            "notes": rng.choice(NOTES) if rng.random() < SHARE_WITH_NOTES else None,
+            "notes": rng.choice(NOTES) if rng.random() < self._with_notes else None,
         }
-        if rng.random() < SHARE_INCOMPLETE_PROFILE:
+        if rng.random() < self._incomplete:
             for name in rng.sample(COMPLETION_FIELDS[2:], rng.randint(1, 3)):
                 profile[name] = None
         return profile

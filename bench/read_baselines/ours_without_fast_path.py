@@ -1,35 +1,32 @@
-"""Our read app with the ASGI fast path switched off: the same endpoint via FastAPI routing.
+"""Our read API with the ASGI fast path switched off: the same endpoint via FastAPI routing.
 
-Measures what the fast path wins. Configured like `customers read-api` (environment) and
-served the same way (same uvicorn settings and protocol):
+Measures what the fast path wins. This is `customers read-api` itself (its settings from
+the environment, its server configuration and start-up), with one change: the app it
+builds has no fast path, so every request goes through the framework's routing.
 
     python -m bench.read_baselines.ours_without_fast_path
 """
 
 from __future__ import annotations
 
-import uvicorn
+from typing import Any
+from unittest import mock
 
-from runtime.container import Container
-from runtime.http import build_app
-from runtime.http_protocol import CoalescingHttpToolsProtocol
-from runtime.settings import Settings
+import runtime.http
+from runtime.cli_serve import read_api
 
 
 def main() -> None:
-    settings = Settings()
-    app = build_app(Container(settings), write=False, read=True)
-    app.fast_path = None
-    uvicorn.run(
-        app,
-        host=settings.HOST,
-        port=settings.PORT,
-        loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
-        access_log=False,
-        proxy_headers=False,
-        log_level="warning",
-    )
+    build_app = runtime.http.build_app
+
+    def without_fast_path(*args: Any, **kwargs: Any) -> runtime.http.ServiceApp:
+        app = build_app(*args, **kwargs)
+        app.fast_path = None
+        return app
+
+    # read_api imports build_app from runtime.http when it runs.
+    with mock.patch.object(runtime.http, "build_app", without_fast_path):
+        read_api()
 
 
 if __name__ == "__main__":
