@@ -64,4 +64,3 @@ def _roots(request: Request) -> tuple[str, str]:
     """Where this app and its page assets are, behind whatever root path it is served at."""
     root: str = request.scope.get("root_path", "")
     return root, root + ASSETS_URL
-
