@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
 from contract.application import APPLICATION_NAME
@@ -21,6 +20,7 @@ from projections.customer_view import CustomerRecord, apply, fold
 from projections.dead_letters import skipped_positions
 from projections.generation import current_generation
 from projections.read_model import Keys, applied_position, read_customer
+from projections.redis_client import RedisClient
 from projections.replay import PAGE, customer_changes, key_index, notifications
 from write_side.store_adapter.queries import notifications_of_customer
 
@@ -84,7 +84,7 @@ Progress = Callable[[int, int, int, int], None]  # (pass, passes, position, upto
 
 def audit(
     recorder: ApplicationRecorder,
-    client: redis.Redis,
+    client: RedisClient,
     keys: Keys,
     customer_id: int | None = None,
     application_name: str = APPLICATION_NAME,
@@ -117,7 +117,7 @@ def audit(
 
 def _audit_share(
     recorder: ApplicationRecorder,
-    client: redis.Redis,
+    client: RedisClient,
     keys: Keys,
     report: AuditReport,
     skips: set[int],
@@ -155,7 +155,7 @@ def _audit_share(
 
 def _audit_one(
     recorder: ApplicationRecorder,
-    client: redis.Redis,
+    client: RedisClient,
     keys: Keys,
     report: AuditReport,
     skips: set[int],
@@ -191,12 +191,12 @@ def _reporting(
     report(last)
 
 
-def _count_live(client: redis.Redis, keys: Keys, generation: int) -> int:
+def _count_live(client: RedisClient, keys: Keys, generation: int) -> int:
     return sum(1 for _ in client.scan_iter(match=keys.customer_pattern(generation), count=5000))
 
 
 def _compare_keys(
-    recorder: ApplicationRecorder, client: redis.Redis, keys: Keys, generation: int, upto: int
+    recorder: ApplicationRecorder, client: RedisClient, keys: Keys, generation: int, upto: int
 ) -> list[Difference]:
     """The API key index against a replay; entries moved past `upto` are in flight."""
     expected = key_index(recorder, upto)
@@ -216,7 +216,7 @@ def _compare_keys(
 
 
 def _live_records(
-    client: redis.Redis, keys: Keys, generation: int, mine: Callable[[int], bool]
+    client: RedisClient, keys: Keys, generation: int, mine: Callable[[int], bool]
 ) -> Iterator[tuple[int, LiveFields]]:
     """The customer hashes of this share, read in pipelined batches as the scan goes."""
     batch: list[bytes] = []
@@ -229,7 +229,7 @@ def _live_records(
     yield from _read_batch(client, batch)
 
 
-def _read_batch(client: redis.Redis, names: list[bytes]) -> Iterator[tuple[int, LiveFields]]:
+def _read_batch(client: RedisClient, names: list[bytes]) -> Iterator[tuple[int, LiveFields]]:
     if not names:
         return
     pipe = client.pipeline(transaction=False)

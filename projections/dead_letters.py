@@ -12,9 +12,8 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from projections.read_model import Keys
+from projections.redis_client import RedisClient
 
 # The read side counts dead letters too, and need not import the event decoding for it.
 if TYPE_CHECKING:
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def record_dead_letter(client: redis.Redis, keys: Keys, poison: UnprojectableEventError) -> None:
+def record_dead_letter(client: RedisClient, keys: Keys, poison: UnprojectableEventError) -> None:
     """List the event the projection stopped at (once) and tell the operator what to do."""
     recorded = client.lrange(keys.dead_letters, 0, -1)
     if any(json.loads(entry).get("position") == poison.position for entry in recorded):
@@ -45,7 +44,7 @@ def record_dead_letter(client: redis.Redis, keys: Keys, poison: UnprojectableEve
     client.rpush(keys.dead_letters, json.dumps(entry))
 
 
-def record_skip(client: redis.Redis, keys: Keys, position: int, operator: str) -> dict[str, Any]:
+def record_skip(client: RedisClient, keys: Keys, position: int, operator: str) -> dict[str, Any]:
     """Record an operator's decision to step over a dead-lettered event; returns the record.
 
     Raises ValueError when the position is not an unskipped dead letter.
@@ -69,15 +68,15 @@ def record_skip(client: redis.Redis, keys: Keys, position: int, operator: str) -
     return decision
 
 
-def is_skipped(client: redis.Redis, keys: Keys, position: int) -> bool:
+def is_skipped(client: RedisClient, keys: Keys, position: int) -> bool:
     return bool(client.hexists(keys.skips, str(position)))
 
 
-def skipped_positions(client: redis.Redis, keys: Keys) -> set[int]:
+def skipped_positions(client: RedisClient, keys: Keys) -> set[int]:
     return {int(position) for position in client.hkeys(keys.skips)}
 
 
-def dead_letters(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+def dead_letters(client: RedisClient, keys: Keys) -> list[dict[str, Any]]:
     """Every dead letter with who skipped it and when (both None while not skipped)."""
     letters = [json.loads(entry) for entry in client.lrange(keys.dead_letters, 0, -1)]
     skips = {

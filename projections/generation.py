@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import redis
-
 from projections.read_model import LAYOUT, LAYOUT_FIELD, Keys
+from projections.redis_client import RedisClient
 
 
-def current_generation(client: redis.Redis, keys: Keys) -> int:
+def current_generation(client: RedisClient, keys: Keys) -> int:
     """The generation reads are served from, created as 1 on first use."""
     client.set(keys.generation, "1", nx=True)
     value = client.get(keys.generation)
@@ -18,7 +17,7 @@ class LayoutMismatchError(Exception):
     """A generation was written in another layout than this version writes and reads."""
 
 
-def claim_layout(client: redis.Redis, keys: Keys, generation: int) -> None:
+def claim_layout(client: RedisClient, keys: Keys, generation: int) -> None:
     """Record this version's LAYOUT for `generation`, or refuse one recorded in another."""
     pipe = client.pipeline(transaction=True)
     pipe.hsetnx(keys.tracking(generation), LAYOUT_FIELD, LAYOUT)

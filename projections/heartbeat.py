@@ -7,10 +7,10 @@ import socket
 import time
 from datetime import UTC, datetime
 
-import redis
 from eventsourcing.persistence import ApplicationRecorder
 
 from projections.read_model import Keys
+from projections.redis_client import RedisClient
 
 # Renewed this often while the projector runs, gone this long after it stops.
 BEAT_SECONDS = 1.0
@@ -20,7 +20,7 @@ BEAT_EXPIRES_MS = 10_000
 class Heartbeat:
     """Who runs the projector, where it is and the store's head (so readers see the lag)."""
 
-    def __init__(self, recorder: ApplicationRecorder, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, recorder: ApplicationRecorder, client: RedisClient, keys: Keys) -> None:
         self._recorder = recorder
         self._client = client
         self._key = keys.projector

@@ -12,8 +12,7 @@ from typing import Any, NamedTuple
 
 import hiredis
 import orjson
-import redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
 from projections.event_decoding import (
     LOGGED_IN,
@@ -26,6 +25,7 @@ from projections.event_decoding import (
 )
 from projections.notification_log import Row
 from projections.read_model import Keys
+from projections.redis_client import RawCommand, RedisClient, send_raw
 from projections.scripts import apply_customer, apply_keys
 
 CustomerCalls = list[tuple[int, list[str | int]]]  # (customer id, its script's arguments)
@@ -37,7 +37,7 @@ class PreparedPage(NamedTuple):
     customers: CustomerCalls
     keys_ops: bytes | None
     generation: int  # the generation `commands` were encoded for
-    commands: list[bytes]  # the page's scripts in the Redis protocol
+    commands: list[RawCommand]  # the page's scripts in the Redis protocol, with their keys
     last: int  # the last position this page settles (before a poison event, if any)
     events: int
     poison: UnprojectableEventError | None
@@ -84,25 +84,29 @@ def prepare_page(
 
 def encode_commands(
     keys: Keys, generation: int, customers: CustomerCalls, keys_ops: bytes | None
-) -> list[bytes]:
+) -> list[RawCommand]:
     """The page's script calls on one generation's keys, in the Redis protocol."""
     prefix = f"{keys.prefix}:g{generation}:c:"
     sha = apply_customer.sha
-    commands = [_evalsha(sha, prefix + str(customer_id), *args) for customer_id, args in customers]
+    commands = []
+    for customer_id, args in customers:
+        key = (prefix + str(customer_id)).encode()
+        commands.append((key, _evalsha(sha, key, *args)))
     if keys_ops is not None:
-        commands.append(_evalsha(apply_keys.sha, keys.api_keys(generation), keys_ops))
+        key = keys.api_keys(generation).encode()
+        commands.append((key, _evalsha(apply_keys.sha, key, keys_ops)))
     return commands
 
 
-def load_scripts(client: redis.Redis) -> None:
+def load_scripts(client: RedisClient) -> None:
     apply_customer.load(client)
     apply_keys.load(client)
 
 
-def execute(client: redis.Redis, commands: list[bytes]) -> None:
+def execute(client: RedisClient, commands: list[RawCommand]) -> None:
     """Send the commands; raises ProjectionStoreError if Redis refuses one."""
     for attempt in range(2):
-        errors = _send(client, commands)
+        errors = send_raw(client, commands)
         if not errors:
             return
         if attempt == 0 and all(isinstance(e, NoScriptError) for e in errors):
@@ -111,26 +115,6 @@ def execute(client: redis.Redis, commands: list[bytes]) -> None:
             load_scripts(client)
             continue
         raise ProjectionStoreError(f"Redis refused a projection step: {errors[0]}")
-
-
-def _send(client: redis.Redis, commands: list[bytes]) -> list[ResponseError]:
-    """Send pre-encoded commands in one write and read every reply (a raw pipeline)."""
-    pool = client.connection_pool
-    connection = pool.get_connection()
-    try:
-        connection.send_packed_command([b"".join(commands)])  # type: ignore[no-untyped-call]
-        errors: list[ResponseError] = []
-        for _ in commands:
-            try:
-                connection.read_response()
-            except ResponseError as error:
-                errors.append(error)
-        return errors
-    except BaseException:
-        connection.disconnect()  # type: ignore[no-untyped-call]  # replies may be unread
-        raise
-    finally:
-        pool.release(connection)
 
 
 def _customer_args(changes: list[CustomerChange]) -> list[str | int]:
@@ -165,7 +149,7 @@ def _key_ops(changes: list[KeyChange]) -> bytes:
     )
 
 
-def _evalsha(sha: str, key: str, *args: str | int | bytes) -> bytes:
+def _evalsha(sha: str, key: bytes, *args: str | int | bytes) -> bytes:
     """EVALSHA sha 1 key args... in the Redis protocol (RESP), encoded by hiredis in C."""
     command: Any = ("EVALSHA", sha, 1, key, *args)  # hiredis's stub types it too narrowly
     packed: bytes = hiredis.pack_command(command)

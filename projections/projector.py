@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-import redis
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError
 
 from contract.application import APPLICATION_NAME
@@ -36,6 +35,7 @@ from projections.page_commands import (
     prepare_page,
 )
 from projections.read_model import Keys
+from projections.redis_client import RedisClient
 from projections.repair import ReadModelLostError, Repair, check_unchanged, read_marker
 from projections.tracking import RedisTrackingRecorder, TrackingRolledBackError
 from projections.watermark import Watermark
@@ -58,7 +58,7 @@ class Projector:
     def __init__(
         self,
         recorder: ApplicationRecorder,
-        client: redis.Redis,
+        client: RedisClient,
         keys: Keys,
         *,
         application_name: str = APPLICATION_NAME,
@@ -239,16 +239,14 @@ class Projector:
             self.position = max(self.position, recorded)
             return
         self.position = position
-        pipe = self.client.pipeline(transaction=False)
+        # Two commands, not a pipeline: on a cluster PUBLISH has no key to route a
+        # pipeline by, and the generation key lives on the meta keys' node anyway.
         if self._publish:
-            pipe.publish(self.keys.positions_channel, f"{self.generation}:{position}")
+            self.client.publish(self.keys.positions_channel, f"{self.generation}:{position}")
         if self._follow:
-            pipe.get(self.keys.generation)
-        results = pipe.execute()
-        if self._follow and results and results[-1] is not None:
-            generation = int(results[-1])
-            if generation != self.generation:
-                self._use_generation(generation)
+            served = self.client.get(self.keys.generation)
+            if served is not None and int(served) != self.generation:
+                self._use_generation(int(served))
         if self.repair.target is not None:
             self.repair.finish_if_reached(self.position)
         if self._follow:

@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
 from eventsourcing.persistence import ApplicationRecorder
 
 from contract.application import APPLICATION_NAME
 from projections.generation import current_generation
 from projections.projector import Projector
 from projections.read_model import Keys
+from projections.redis_client import RedisClient
 from projections.repair import read_marker
 from projections.scripts import switch_generation
 
@@ -51,7 +51,7 @@ Progress = Callable[[int, int, int], None]  # (position, head, events read so fa
 
 def rebuild(
     recorder: ApplicationRecorder,
-    client: redis.Redis,
+    client: RedisClient,
     keys: Keys,
     *,
     progress: Progress | None = None,
@@ -73,7 +73,7 @@ def rebuild(
 
 def _rebuild(
     recorder: ApplicationRecorder,
-    client: redis.Redis,
+    client: RedisClient,
     keys: Keys,
     progress: Progress | None,
     page_size: int,
@@ -140,7 +140,7 @@ def rebuild_for_repair(projector: Projector) -> None:
     projector.adopt_rebuilt(result.new_generation)
 
 
-def drop_generation(client: redis.Redis, keys: Keys, generation: int) -> int:
+def drop_generation(client: RedisClient, keys: Keys, generation: int) -> int:
     """Delete one generation's keys (never the current one); returns how many went."""
     if generation == current_generation(client, keys):
         raise RebuildError(f"generation {generation} is the one being served")

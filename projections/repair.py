@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-
 from projections.read_model import Keys
+from projections.redis_client import RedisClient
 from projections.scripts import clear_repair, mark_repair
 
 logger = logging.getLogger(__name__)
@@ -60,7 +59,7 @@ class RepairMarker:
 
 
 def mark(
-    client: redis.Redis, keys: Keys, reason: str, target: int, rebuild: int | None = None
+    client: RedisClient, keys: Keys, reason: str, target: int, rebuild: int | None = None
 ) -> None:
     """Set (or widen) the repair marker: reads answer 503 until `target` is applied again
     and, with `rebuild`, until a generation newer than that one is served."""
@@ -70,12 +69,12 @@ def mark(
     client.publish(keys.positions_channel, REPAIR_ANNOUNCEMENT)
 
 
-def clear_if_repaired(client: redis.Redis, keys: Keys, position: int) -> bool:
+def clear_if_repaired(client: RedisClient, keys: Keys, position: int) -> bool:
     """Remove the marker if `position` reached its target; True if it was removed."""
     return bool(clear_repair(client, [keys.repair, keys.generation], [str(position)]))
 
 
-def read_marker(client: redis.Redis, keys: Keys) -> RepairMarker | None:
+def read_marker(client: RedisClient, keys: Keys) -> RepairMarker | None:
     return parse_marker(client.hgetall(keys.repair))
 
 
@@ -104,7 +103,7 @@ def _text(value: bytes | str) -> str:
 
 
 def check_unchanged(
-    client: redis.Redis,
+    client: RedisClient,
     keys: Keys,
     application_name: str,
     generation: int,
@@ -149,7 +148,7 @@ def check_unchanged(
 class Repair:
     """A repair as one projector sees it: the position to reach again, since when, how."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: RedisClient, keys: Keys) -> None:
         self._client = client
         self._keys = keys
         self.target: int | None = None  # None: no repair under way

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 
-import redis
 from redis.exceptions import NoScriptError
 
 from contract.customer_document import PROFILE_FIELDS
+from projections.redis_client import RedisClient
 
 # KEYS[1] customer hash. ARGV[1] the position of the last change, as text; then each
 # change in position order as flat arguments (no JSON to decode: cjson.decode is the
@@ -197,10 +197,10 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    def load(self, client: redis.Redis) -> None:
+    def load(self, client: RedisClient) -> None:
         client.script_load(self.source)
 
-    def __call__(self, client: redis.Redis, keys: list[str], args: list[str]) -> object:
+    def __call__(self, client: RedisClient, keys: list[str], args: list[str]) -> object:
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:

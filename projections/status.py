@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-import redis
 from eventsourcing.persistence import ApplicationRecorder
 
 from contract.application import APPLICATION_NAME
 from projections.dead_letters import unresolved
 from projections.read_model import Keys
+from projections.redis_client import RedisClient
 
 
 class ProjectionStatus(TypedDict):
@@ -21,7 +21,7 @@ class ProjectionStatus(TypedDict):
 
 
 def projection_status(
-    client: redis.Redis,
+    client: RedisClient,
     keys: Keys,
     recorder: ApplicationRecorder,
     application_name: str = APPLICATION_NAME,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import redis
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from redis.exceptions import ResponseError
 
 from projections.read_model import Keys
+from projections.redis_client import RedisClient
 from projections.scripts import insert_tracking
 
 
@@ -22,7 +22,7 @@ class TrackingRolledBackError(Exception):
 class RedisTrackingRecorder(TrackingRecorder):
     """Positions per application name in one generation's tracking hash; they only grow."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, generation: int) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, generation: int) -> None:
         self.client = client
         self.keys = keys
         self.generation = generation

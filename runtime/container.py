@@ -14,9 +14,8 @@ from write_side.application import CustomerService
 # What only serving or projecting needs is imported on first use: the key commands of
 # the CLI open the event store alone and start in a fraction of a second.
 if TYPE_CHECKING:
-    import redis
-
     from projections.projector import Projector
+    from projections.redis_client import RedisClient
     from runtime.redis_store import EmbeddedRedis, RedisEndpoint
     from write_side.key_directory import KeyDirectory
     from write_side.throughput.order_desk import OrderDesk
@@ -43,7 +42,7 @@ class Container:
     # it), then its client and the projector, built on first use.
     _redis_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _redis_endpoint: RedisEndpoint | None = field(init=False, default=None)
-    _redis_client: redis.Redis | None = field(init=False, default=None)
+    _redis_client: RedisClient | None = field(init=False, default=None)
     _projector: Projector | None = field(init=False, default=None)
 
     def start_redis(self) -> str:
@@ -67,9 +66,10 @@ class Container:
         return Keys(self.settings.REDIS_PREFIX)
 
     @property
-    def redis(self) -> redis.Redis:
-        """A sync client for the projector and the CLI, once start_redis() was called."""
-        import redis
+    def redis(self) -> RedisClient:
+        """A sync client for the projector and the CLI, once start_redis() was called
+        (a cluster client if REDIS_URL names a node of a Redis Cluster)."""
+        from projections.redis_client import connect
 
         endpoint = self._redis_endpoint
         if endpoint is None:
@@ -77,7 +77,7 @@ class Container:
         url = endpoint.url
         with self._redis_lock:
             if self._redis_client is None:
-                self._redis_client = redis.Redis.from_url(url, socket_timeout=30)
+                self._redis_client = connect(url, socket_timeout=30)
             return self._redis_client
 
     @property
