@@ -19,7 +19,7 @@ from edge.token_header import INVALID_TOKEN
 from projections.read_model import DOC_FIELD, ORDERS_FIELD, SPENT_FIELD, Keys, render_customer
 from read_side.auth import AccessRefusedError, authorize_reader
 from read_side.projection_state import ProjectionState
-from read_side.redis_link import RedisLink, RedisReplyError, StoreUnavailableError
+from read_side.redis_link import CommandLink, RedisReplyError, StoreUnavailableError
 
 log = logging.getLogger("customers.read")
 
@@ -60,7 +60,7 @@ class CustomerReader:
 
     def __init__(
         self,
-        link: RedisLink,
+        link: CommandLink,
         state: ProjectionState,
         keys: Keys,
         *,

@@ -19,7 +19,7 @@ from contract.application import APPLICATION_NAME
 from projections.read_model import LAYOUT, LAYOUT_FIELD, Keys
 from projections.repair import REPAIR_ANNOUNCEMENT, RepairMarker, parse_marker
 from projections.status import status_from
-from read_side.redis_link import RedisLink, RedisReplyError, StoreUnavailableError
+from read_side.redis_link import CommandLink, RedisReplyError, StoreUnavailableError
 from read_side.state_records import (
     FIRST_GENERATION,
     KeyGrant,
@@ -43,7 +43,7 @@ class ProjectionState:
 
     def __init__(
         self,
-        link: RedisLink,
+        link: CommandLink,
         keys: Keys,
         *,
         redis_url: str,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from contract.application import APPLICATION_NAME
 from projections.read_model import Keys
+from read_side.cluster_link import ClusterAwareLink
 from read_side.customer_reader import CustomerReader
 from read_side.metrics import RequestMetrics
 from read_side.projection_state import ProjectionState
-from read_side.redis_link import RedisLink
 
 
 class ReadSide:
@@ -23,7 +23,7 @@ class ReadSide:
         metrics: RequestMetrics | None = None,
     ) -> None:
         self.keys = keys
-        self.link = RedisLink(redis_url)
+        self.link = ClusterAwareLink(redis_url)
         self.state = ProjectionState(self.link, keys, redis_url=redis_url, upstream=upstream)
         self.reader = CustomerReader(
             self.link, self.state, keys, min_position_wait=min_position_wait

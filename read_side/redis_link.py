@@ -16,7 +16,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlparse
 
 import hiredis
@@ -30,6 +30,17 @@ class StoreUnavailableError(Exception):
 
 class RedisReplyError(Exception):
     """Redis answered a command with an error reply."""
+
+
+class CommandLink(Protocol):
+    """What the read side needs of a link: RedisLink, or read_side.cluster_link's."""
+
+    connections: int
+    on_connect: Callable[[], None] | None
+
+    def execute(self, *args: str | bytes | int) -> Awaitable[Any]: ...
+
+    async def close(self) -> None: ...
 
 
 class _Protocol(asyncio.Protocol):
