@@ -18,7 +18,7 @@ import contextlib
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -120,8 +120,15 @@ class ValkeyCluster:
         masters: int = 3,
         replicas_per_master: int = 1,
         node_timeout_ms: int = 1000,
+        config: str | None = None,
+        node_arguments: Sequence[Sequence[str]] = (),
     ) -> None:
+        """`config`: a valkey.conf text to run the nodes with instead of this helper's own
+        settings (a deployment's, to check it); only the address, folder and log are set
+        per node then. `node_arguments`: more command-line arguments for node i."""
         self.folder = folder
+        self.config = config
+        self.node_arguments = [list(arguments) for arguments in node_arguments]
         self.master_count = masters
         self.replicas_per_master = replicas_per_master
         self.node_timeout_ms = node_timeout_ms
@@ -144,13 +151,15 @@ class ValkeyCluster:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def start(self) -> None:
-        """Start every node and form the cluster; returns when it is whole and in sync."""
+    def start(self, *, form: bool = True) -> None:
+        """Start every node and form the cluster; returns when it is whole and in sync.
+        With form=False, returns once every node answers, for another tool to form it."""
         began = time.monotonic()
         try:
             self._launch_all()
-            self._form()
-            self.wait_until_healthy()
+            if form:
+                self._form()
+                self.wait_until_healthy()
         except BaseException:
             self.close()
             raise
@@ -349,23 +358,21 @@ class ValkeyCluster:
 
     def _launch(self, node: ValkeyNode) -> None:
         node.folder.mkdir(parents=True, exist_ok=True)
-        command = [
-            str(_binary()),
+        where = [
             "--bind", HOST,
             "--port", str(node.port),
+            "--cluster-port", str(node.bus_port),
             "--dir", str(node.folder),
             "--daemonize", "no",
             "--logfile", "valkey.log",
-            "--cluster-enabled", "yes",
-            "--cluster-port", str(node.bus_port),
-            "--cluster-config-file", f"nodes-{node.index}.conf",
-            "--cluster-node-timeout", str(self.node_timeout_ms),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            # Replicas sync at once (the default waits 5 s for more replicas to join).
-            "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
+        extra = self.node_arguments[node.index] if node.index < len(self.node_arguments) else []
+        if self.config is not None:
+            config_file = node.folder / "valkey.conf"
+            config_file.write_text(self.config)
+            command = [str(_binary()), str(config_file), *where, *extra]
+        else:
+            command = [str(_binary()), *where, *self._settings(node), *extra]
         node.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -374,6 +381,18 @@ class ValkeyCluster:
             preexec_fn=die_with_parent(signal.SIGKILL),
         )
         node.stopped = False
+
+    def _settings(self, node: ValkeyNode) -> list[str]:
+        return [
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", f"nodes-{node.index}.conf",
+            "--cluster-node-timeout", str(self.node_timeout_ms),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            # Replicas sync at once (the default waits 5 s for more replicas to join).
+            "--repl-diskless-sync-delay", "0",
+        ]  # fmt: skip
 
     def _launch_all(self) -> None:
         """Start every node; one that exits at once (another process took its free port
