@@ -15,6 +15,7 @@ from tests.support.require_stores import (  # noqa: F401  (hooks: REQUIRE_STORES
     pytest_sessionfinish,
 )
 from tests.support.servers import postgres_admin_url
+from tests.support.valkey_cluster import ValkeyCluster
 
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -91,3 +92,16 @@ def cli_env(tmp_path: Path, redis_url: str, redis_prefix: str) -> dict[str, str]
         "REDIS_PREFIX": redis_prefix,
         "DATA_DIR": str(tmp_path / "data"),
     }
+
+
+@pytest.fixture
+def valkey_cluster(tmp_path: Path) -> Iterator[ValkeyCluster]:
+    """A fresh 3-master + 3-replica Valkey Cluster from the bundled binary, for one test.
+
+    Function scope on purpose: tests kill, hang and restart its nodes, which leaves masters
+    and replicas swapped; a shared cluster would hand the next test another topology, or
+    one still failing over. A fresh one costs about 2 s, most of it Valkey's own delay
+    before a new master accepts writes.
+    """
+    with ValkeyCluster(tmp_path / "valkey-cluster") as cluster:
+        yield cluster
