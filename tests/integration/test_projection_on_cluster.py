@@ -1,0 +1,135 @@
+"""The read model on a real 3-master + 3-replica Valkey Cluster, reached through one node.
+
+REDIS_URL names one master; the service finds out it is a cluster and learns the rest.
+Projection, rebuild, audit and the read path's link must give exactly what they give on
+one server: the pure fold of the event store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import hiredis
+import pytest
+from rich.console import Console
+
+from projections.audit import audit
+from projections.projector import Projector
+from projections.read_model import Keys, read_customer
+from projections.rebuild import rebuild
+from projections.redis_client import connect, send_raw
+from read_side.cluster_link import ClusterAwareLink
+from runtime.demo_store import append_sample
+from tests.support.projection_helpers import all_projected, customer_service, folded
+from tests.support.valkey_cluster import ValkeyCluster
+
+pytestmark = pytest.mark.redis
+
+
+def test_a_cluster_node_in_redis_url_gives_a_cluster_client_that_reaches_every_master(
+    valkey_cluster: ValkeyCluster,
+) -> None:
+    client = connect(valkey_cluster.url)
+    keys = [f"probe:{n}".encode() for n in range(300)]
+    commands = [(key, hiredis.pack_command(("SET", key, "1"))) for key in keys]
+
+    assert send_raw(client, commands) == []
+
+    owners = {valkey_cluster.master_for_key(key).name for key in keys}
+    assert len(owners) == 3
+    for key in keys:
+        assert valkey_cluster.master_for_key(key).client().get(key) == b"1"
+
+
+def test_projection_rebuild_and_audit_on_a_cluster_match_the_event_store(
+    valkey_cluster: ValkeyCluster, sqlite_url: str
+) -> None:
+    client = connect(valkey_cluster.url)
+    keys = Keys("cluster")
+    with customer_service(sqlite_url) as service:
+        append_sample(service, 120, seed=5, progress_console=Console(file=io.StringIO()))
+        expected = folded(service)
+
+        # Projected through one node's address, the customers land on all three masters.
+        Projector(service.recorder, client, keys).catch_up()
+        assert all_projected(client, keys) == expected  # type: ignore[arg-type]
+        for master in valkey_cluster.masters():
+            assert master.client().dbsize() > 0, f"{master.name} holds no customer"
+        assert audit(service.recorder, client, keys).clean
+
+        # A rebuild fills generation 2 on every master, switches, and drops generation 1.
+        result = rebuild(service.recorder, client, keys, drop_grace=0)
+        assert result.new_generation == 2
+        assert all_projected(client, keys) == expected  # type: ignore[arg-type]
+        report = audit(service.recorder, client, keys)
+        assert report.clean
+        assert report.generation == 2
+
+
+def test_the_read_link_routes_each_customer_to_its_master_and_reads_what_was_projected(
+    valkey_cluster: ValkeyCluster, sqlite_url: str
+) -> None:
+    client = connect(valkey_cluster.url)
+    keys = Keys("cluster-read")
+    with customer_service(sqlite_url) as service:
+        append_sample(service, 60, seed=9, progress_console=Console(file=io.StringIO()))
+        expected = folded(service)
+        Projector(service.recorder, client, keys).catch_up()
+
+    async def read_all() -> dict[int, object]:
+        link = ClusterAwareLink(valkey_cluster.url)
+        try:
+            replies = await asyncio.gather(
+                *(
+                    link.execute("HMGET", keys.customer(1, customer_id), "d", "s", "o")
+                    for customer_id in expected
+                )
+            )
+            assert link.cluster is True
+            return {
+                customer_id: read_customer(customer_id, doc, spent, orders)
+                for customer_id, (doc, spent, orders) in zip(expected, replies, strict=True)
+            }
+        finally:
+            await link.close()
+
+    assert asyncio.run(read_all()) == expected
+
+
+def test_the_read_link_follows_a_slot_moved_to_another_master(
+    valkey_cluster: ValkeyCluster,
+) -> None:
+    key = "moving:{one-slot}"
+    slot = ValkeyCluster.slot_of(key)
+    source = valkey_cluster.master_for_key(key)
+    target = next(m for m in valkey_cluster.masters() if m.name != source.name)
+    source.client().set(key, "before")
+
+    async def scenario() -> tuple[bytes, bytes]:
+        link = ClusterAwareLink(valkey_cluster.url)
+        try:
+            before = await link.execute("GET", key)
+            # The operator moves the slot (and its key) to another master.
+            _move_slot(valkey_cluster, slot, key, source, target)
+            after = await link.execute("GET", key)  # MOVED, then the new owner answers
+            return before, after
+        finally:
+            await link.close()
+
+    assert asyncio.run(scenario()) == (b"before", b"before")
+    assert valkey_cluster.master_for_key(key).name == target.name
+
+
+def _move_slot(cluster: ValkeyCluster, slot: int, key: str, source: object, target: object) -> None:
+    from tests.support.valkey_cluster import ValkeyNode
+
+    assert isinstance(source, ValkeyNode)
+    assert isinstance(target, ValkeyNode)
+    source_id = source.client().execute_command("CLUSTER", "MYID").decode()
+    target_id = target.client().execute_command("CLUSTER", "MYID").decode()
+    target.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    source.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    source.client().execute_command("MIGRATE", "127.0.0.1", target.port, key, 0, 5000)
+    for node in cluster.masters():
+        node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
