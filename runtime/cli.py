@@ -114,4 +114,14 @@ def tokens_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as error:
+        # Redis failing in the middle of a command (gone, or a cluster node down or moving
+        # slots) is one line, like every other store failure; anything else is a bug.
+        if not type(error).__module__.startswith("redis."):
+            raise
+        from runtime.event_store import one_line
+
+        err.print(f"error: Redis failed: {type(error).__name__}: {one_line(error)}", markup=False)
+        raise SystemExit(2) from None

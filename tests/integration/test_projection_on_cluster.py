@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import hiredis
 import pytest
@@ -25,6 +29,8 @@ from tests.support.projection_helpers import all_projected, customer_service, fo
 from tests.support.valkey_cluster import ValkeyCluster
 
 pytestmark = pytest.mark.redis
+
+CUSTOMERS = str(Path(sys.executable).with_name("customers"))
 
 
 def test_a_cluster_node_in_redis_url_gives_a_cluster_client_that_reaches_every_master(
@@ -133,3 +139,31 @@ def _move_slot(cluster: ValkeyCluster, slot: int, key: str, source: object, targ
     source.client().execute_command("MIGRATE", "127.0.0.1", target.port, key, 0, 5000)
     for node in cluster.masters():
         node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+def test_commands_on_a_cluster_with_a_master_down_and_no_replica_fail_in_one_line(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    with ValkeyCluster(tmp_path / "cluster", replicas_per_master=0) as cluster:
+        env = {
+            **os.environ,
+            "REDIS_URL": cluster.url,
+            "REDIS_PREFIX": "down",
+            "EVENT_STORE_URL": sqlite_url,
+            "DATA_DIR": str(tmp_path / "data"),
+        }
+        with customer_service(sqlite_url) as service:
+            append_sample(service, 30, seed=3, progress_console=Console(file=io.StringIO()))
+            Projector(service.recorder, connect(cluster.url), Keys("down")).catch_up()
+        # A master that is not the one REDIS_URL names dies; nobody can take its slots.
+        cluster.kill(cluster.masters()[1])
+
+        for command in (["audit"], ["dead-letters"], ["rebuild"]):
+            done = subprocess.run(
+                [CUSTOMERS, *command], env=env, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode != 0, command
+            assert "Traceback" not in done.stderr
+            last = done.stderr.strip().splitlines()[-1]
+            assert last.startswith("error:"), done.stderr
+            assert "Redis" in last, done.stderr
