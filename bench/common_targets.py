@@ -221,6 +221,19 @@ def hostile_peak_rss(parts: dict[str, Any]) -> Verdict:
     return Verdict(key, title, target, f"{peak:.0f} MB", met, margin, part, note)
 
 
+def cluster_reads(parts: dict[str, Any]) -> Verdict:
+    key, title = "cluster_reads", "Reads through a Redis Cluster vs one node"
+    target, part = ">= 0.8x", "cluster"
+    value = _number(_get(parts, "cluster", "read_ratio"))
+    cluster = _number(_get(parts, "cluster", "reads", "cluster", "rps"))
+    single = _number(_get(parts, "cluster", "reads", "single", "rps"))
+    if value is None or cluster is None or single is None:
+        return _missing(key, title, target, part)
+    met, margin = _at_least(value, 0.8)
+    note = f"{cluster:,.0f} vs {single:,.0f} req/s at 32 connections, same Valkey binary"
+    return Verdict(key, title, target, f"{value:.2f}x", met, margin, part, note)
+
+
 JUDGES: tuple[Callable[[dict[str, Any]], Verdict], ...] = (
     read_vs_bare,
     read_p99,
@@ -232,6 +245,7 @@ JUDGES: tuple[Callable[[dict[str, Any]], Verdict], ...] = (
     http_orders,
     hostile_read_p99,
     hostile_peak_rss,
+    cluster_reads,
 )
 
 

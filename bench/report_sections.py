@@ -209,6 +209,42 @@ def memory_section(memory: dict[str, Any], _: dict[str, str]) -> list[str]:
     ]
 
 
+def cluster_section(cluster: dict[str, Any], _: dict[str, str]) -> list[str]:
+    projection, reads = cluster.get("projection") or {}, cluster.get("reads") or {}
+    rows = []
+    for name, label in (
+        ("single", "one Valkey"),
+        ("cluster", f"Valkey Cluster: {cluster.get('cluster')}"),
+    ):
+        done, served = projection.get(name) or {}, reads.get(name) or {}
+        rows.append([
+            label, num(done.get("eps")), num(done.get("cpu_ms_per_1k_events"), 1),
+            num(served.get("rps")), num(served.get("p50_ms"), 2), num(served.get("p99_ms"), 2),
+        ])  # fmt: skip
+    return [
+        f"The same {num(cluster.get('events'))} events ({num(cluster.get('customers'))} sample "
+        "customers, SQLite store) projected by our projector into one Valkey and into a "
+        "cluster of the same binary on this machine, then read through `customers read-api` "
+        f"with wrk at {cluster.get('connections')} connections (interleaved rounds, median).",
+        "",
+        table(
+            [
+                "read model",
+                "projection events/s",
+                "projector CPU ms per 1k events",
+                "reads req/s",
+                "p50 ms",
+                "p99 ms",
+            ],
+            rows,
+        ),
+        "",
+        f"Cluster vs one node: reads {cluster.get('read_ratio')}x, projection "
+        f"{cluster.get('projection_ratio')}x. On two cores the cluster's six server processes "
+        "share the CPU with the service and wrk, which one server does not.",
+    ]
+
+
 SECTIONS = (
     ("Read path", "read", read_section),
     ("Projection", "projection", projection_section),
@@ -216,4 +252,5 @@ SECTIONS = (
     ("Freshness: commit to visible", "freshness", freshness_section),
     ("Write path", "write", write_section),
     ("Memory", "memory", memory_section),
+    ("Redis Cluster", "cluster", cluster_section),
 )

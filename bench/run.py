@@ -74,6 +74,9 @@ PARTS: tuple[Part, ...] = (
     Part("hostile", "bench.hostile",
          quick="--customers 2000 --duration 10 --rounds 1",
          full="--customers 20000 --duration 20 --rounds 2", timeout=(90, 240), needs_wrk=True),
+    Part("cluster", "bench.cluster",
+         quick="--customers 5000 --duration 2 --rounds 2",
+         full="--customers 50000 --duration 6 --rounds 2", timeout=(120, 360), needs_wrk=True),
 )  # fmt: skip
 
 
