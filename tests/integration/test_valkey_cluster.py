@@ -8,7 +8,7 @@ writes again.
 Failover bound. The issue asks that a replica take over within node timeout + 1 s. Valkey
 marks a master failing after node timeout without an answer, then a majority of masters
 must agree (their reports travel in pings sent every node timeout / 2); the best replica
-then wins its election at once. Measured here with a 1 s node timeout: 1.4-2.0 s, idle
+then wins its election at once. Measured here with a 1 s node timeout: 1.2-2.0 s, idle
 or with both cores busy. The tests allow node timeout + 1 s + LOAD_MARGIN_SECONDS, so that
 a machine loaded by other work (2 cores) does not fail them; each measured time is
 recorded as the test's `failover_seconds` property (junit XML) and printed.

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -327,7 +328,10 @@ class ValkeyCluster:
 
     def wait_until_healthy(self, *, deadline: float = START_DEADLINE_SECONDS) -> None:
         """Every reachable node: cluster_state:ok, all slots served, the same masters, and
-        every replica's link up and its initial sync done."""
+        every replica's link up and its initial sync done; with this helper's settings,
+        also every reachable node "online" in every node's CLUSTER SHARDS (as clients see
+        the cluster). A deployment's config may ping replicas only every 10 s, and a
+        replica is "loading" there until its offset leaves 0: not waited for then."""
         self._wait(self._healthy, "cluster_state:ok and replicas in sync", deadline)
 
     def _healthy(self) -> bool:
@@ -350,9 +354,16 @@ class ValkeyCluster:
                     or replication["master_sync_in_progress"] != "0"
                 ):
                     return False
+                if self.config is None and not self._all_online(node):
+                    return False
             return len(masters) == 1
         except redis.RedisError:
             return False
+
+    def _all_online(self, observer: ValkeyNode) -> bool:
+        """Every reachable node is "online" in `observer`'s CLUSTER SHARDS."""
+        health = _shard_health(observer)
+        return all(health.get(node.port) == "online" for node in self.nodes if node.reachable)
 
     # Internals
 
@@ -392,6 +403,10 @@ class ValkeyCluster:
             "--save", "",
             # Replicas sync at once (the default waits 5 s for more replicas to join).
             "--repl-diskless-sync-delay", "0",
+            # Masters ping their replicas every second (default 10), so that a replica's
+            # offset leaves 0 soon: until then CLUSTER SLOTS leaves it out, and clients
+            # do not see it.
+            "--repl-ping-replica-period", "1",
         ]  # fmt: skip
 
     def _launch_all(self) -> None:
@@ -545,3 +560,23 @@ def _info(node: ValkeyNode, section: str) -> dict[str, str]:
 
 def _text(reply: object) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def _shard_health(node: ValkeyNode) -> dict[int, str]:
+    """Port -> health ("online", "loading", "failed") of every node in CLUSTER SHARDS."""
+    with node.client() as client:
+        shards = client.execute_command("CLUSTER", "SHARDS")
+    health: dict[int, str] = {}
+    for shard in shards:
+        for entry in _as_dict(shard)["nodes"]:
+            fields = _as_dict(entry)
+            health[int(fields["port"])] = _text(fields["health"])
+    return health
+
+
+def _as_dict(reply: object) -> dict[str, Any]:
+    """A map reply, whether it came as a map (RESP3) or as a flat list of pairs (RESP2)."""
+    if isinstance(reply, dict):
+        return {_text(key): value for key, value in reply.items()}
+    assert isinstance(reply, list), reply
+    return {_text(key): value for key, value in zip(reply[::2], reply[1::2], strict=True)}
