@@ -44,6 +44,9 @@ RawCommand: TypeAlias = tuple[bytes, bytes]
 # How long the data path keeps trying through a failover or a resharding step before it
 # gives up with the last error (the cluster's node timeout plus its election is far less).
 CLUSTER_RETRY_SECONDS = 30.0
+DEFAULT_NODE_TIMEOUT_SECONDS = 15.0  # Redis's and Valkey's cluster-node-timeout default
+# Longer than a page's WAIT (REPLICA_WAIT_MS), so that is never cut short.
+MIN_REPLY_WAIT_SECONDS = 2.0
 # A page's writes wait this long for one replica of each master to have them (WAIT).
 REPLICA_WAIT_MS = 1000
 FIRST_PAUSE_SECONDS = 0.02  # before a resend; doubled each round up to 0.5 s
@@ -56,22 +59,38 @@ class ClusterUnavailableError(redis.ConnectionError):
     """The cluster did not take the commands within CLUSTER_RETRY_SECONDS."""
 
 
-def is_cluster_node(url: str) -> bool:
-    """Whether the server at `url` runs in cluster mode (INFO's cluster_enabled)."""
+def cluster_node_timeout(url: str) -> float | None:
+    """The cluster's node timeout in seconds if the server at `url` runs in cluster mode
+    (INFO's cluster_enabled), else None. A server that refuses CONFIG GET (a managed one)
+    is taken to use the default, 15 s; one that refuses INFO, to be a single server."""
     probe = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10)
     try:
-        info = probe.info("cluster")
-    except ResponseError:
-        return False  # INFO refused (a restricted user): taken as a single server
+        try:
+            info = probe.info("cluster")
+        except ResponseError:
+            return None
+        if not info.get("cluster_enabled"):
+            return None
+        try:
+            value = probe.config_get("cluster-node-timeout").get("cluster-node-timeout")
+            return int(value) / 1000 if value is not None else DEFAULT_NODE_TIMEOUT_SECONDS
+        except (ResponseError, ValueError):
+            return DEFAULT_NODE_TIMEOUT_SECONDS
     finally:
         probe.close()
-    return bool(info.get("cluster_enabled"))
 
 
 def connect(url: str, *, socket_timeout: float = 30) -> RedisClient:
-    """A client for the read model's Redis at `url`: a cluster client if it is a cluster."""
-    if is_cluster_node(url):
-        return RedisCluster.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=5)
+    """A client for the read model's Redis at `url`: a cluster client if it is a cluster.
+
+    On a cluster a reply waits at most the node timeout + 1 s: a master silent that long
+    has been failed over, and the projector goes on with its successor. (Replies stream
+    back one by one, so the wait is between two replies, never a whole page's.)
+    """
+    node_timeout = cluster_node_timeout(url)
+    if node_timeout is not None:
+        wait = min(socket_timeout, max(node_timeout + 1.0, MIN_REPLY_WAIT_SECONDS))
+        return RedisCluster.from_url(url, socket_timeout=wait, socket_connect_timeout=5)
     return redis.Redis.from_url(url, socket_timeout=socket_timeout)
 
 
