@@ -9,6 +9,7 @@ Key layout (PREFIX defaults to "customers"; generations make rebuilds blue/green
     {PREFIX}:skips                 hash: position -> JSON of an operator's decision to skip
     {PREFIX}:projector             hash: pid, host, position, head, at; a running projector
                                    renews it every second and it expires after 10 s
+    {PREFIX}:projector:{host}:{pid}  the same, one per projector process (health checks)
     {PREFIX}:repair                hash: reason, target, detected_at, while Redis is being
                                    repaired after losing data (reads answer 503 meanwhile)
     PREFIX:g{N}:c:{customer_id}    hash, one per customer (see below)
@@ -80,6 +81,9 @@ class Keys:
     @property
     def projector(self) -> str:
         return f"{self._meta}:projector"
+
+    def projector_beat(self, host: str, pid: int) -> str:
+        return f"{self._meta}:projector:{host}:{pid}"
 
     @property
     def repair(self) -> str:
