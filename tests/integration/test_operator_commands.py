@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import uuid
 from pathlib import Path
 
@@ -103,3 +105,19 @@ def test_a_serving_process_reports_its_projector_lag_and_dead_letters(
     finally:
         container.close()
     assert poison == 2
+
+
+def test_each_projector_process_beats_in_its_own_hash_as_well_as_the_shared_one(
+    cli_env: dict[str, str], sqlite_url: str
+) -> None:
+    keys = Keys(cli_env["REDIS_PREFIX"])
+    client = redis.Redis.from_url(cli_env["REDIS_URL"])
+    with customer_service(sqlite_url) as service:
+        Projector(service.recorder, client, keys).beat(every=0)
+
+    own = client.hgetall(keys.projector_beat(socket.gethostname(), os.getpid()))
+    shared = client.hgetall(keys.projector)
+    assert own[b"host"] == socket.gethostname().encode()
+    assert own[b"pid"] == str(os.getpid()).encode()
+    assert own == shared
+    assert 0 < client.pttl(keys.projector_beat(socket.gethostname(), os.getpid())) <= 10_000
