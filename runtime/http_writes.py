@@ -27,6 +27,13 @@ class CoalescingTransport:
             self._loop.call_soon(self.flush)
         self._pending.append(data)
 
+    def write_whole(self, data: bytes) -> None:
+        """A whole response in one piece: sent now, unless writes wait already (order)."""
+        if self._pending:
+            self._pending.append(data)
+        elif not self._transport.is_closing():
+            self._transport.write(data)
+
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:
             self.write(chunk)
@@ -88,7 +95,12 @@ def respond_at_once(
     parts.append(b"\r\n")
     if cycle.scope["method"] != "HEAD":
         parts.append(body)
-    cycle.transport.write(b"".join(parts))
+    transport: Any = cycle.transport  # ours (runtime.http_protocol), typed as asyncio's
+    if type(transport) is CoalescingTransport:
+        # One piece already: nothing for the end of the loop iteration to join it with.
+        transport.write_whole(b"".join(parts))
+    else:
+        transport.write(b"".join(parts))
     cycle.response_complete = True
     cycle.message_event.set()
     if not cycle.keep_alive:
