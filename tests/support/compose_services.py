@@ -77,8 +77,13 @@ def local_environment(
 
 
 def process_environment(local: dict[str, str]) -> dict[str, str]:
-    """A clean process environment: only what a container would also have, plus `local`."""
-    inherited = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    """A clean process environment: only what a container would also have, plus `local`.
+
+    PYTHONPATH is kept too: the image holds the code under test, and here that is the code
+    this test process imports (a checkout's, when it is not the one installed in the venv).
+    """
+    kept = ("PATH", "HOME", "LANG", "PYTHONPATH")
+    inherited = {name: os.environ[name] for name in kept if name in os.environ}
     return {**inherited, "PYTHONUNBUFFERED": "1", **local}
 
 
