@@ -22,6 +22,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.e2e.all_in_one import Running, all_in_one
+from tests.support import local_http
 
 CHROMIUM = shutil.which("chromium")
 
@@ -65,7 +66,7 @@ def rendered_dom(url: str, profile: Path) -> str:
 
 
 def document(running: Running) -> dict[str, Any]:
-    served: dict[str, Any] = httpx.get(f"{running.base_url}/openapi.json").json()
+    served: dict[str, Any] = local_http.get(f"{running.base_url}/openapi.json").json()
     return served
 
 
@@ -182,7 +183,7 @@ def test_authorize_then_try_it_out_places_an_order(running: Running, devtools: D
     schemas = document(running)["components"]["schemas"]
     customer = schemas["RegisterCustomer"]["examples"][0]
     order = schemas["PlaceOrder"]["examples"][0]
-    registered = httpx.post(
+    registered = local_http.post(
         f"{running.base_url}/api/customers",
         json=customer,
         headers={"Authorization": f"Token {running.admin_key}"},

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from tests.support import local_http
 from tests.support.serve_process import serve
 from tests.support.servers import redis_url
 
@@ -36,7 +37,7 @@ class Service:
         return {"Authorization": f"Token {key or self.key}"}
 
     def post(self, path: str, content: bytes | str, **headers: str) -> httpx.Response:
-        return httpx.post(
+        return local_http.post(
             self.base_url + path,
             content=content,
             headers={"Content-Type": "application/json", **self.auth(), **headers},
@@ -44,7 +45,7 @@ class Service:
         )
 
     def alive(self) -> bool:
-        return httpx.get(f"{self.base_url}/healthz", timeout=FROZEN_WAIT).status_code == 200
+        return local_http.get(f"{self.base_url}/healthz", timeout=FROZEN_WAIT).status_code == 200
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +55,17 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     with serve(data_dir, redis_url(), prefix) as running:
         key = (data_dir / "admin.token").read_text().strip()
         auth = {"Authorization": f"Token {key}"}
-        created = httpx.post(f"{running.base_url}/api/customers", json={}, headers=auth)
+        created = local_http.post(f"{running.base_url}/api/customers", json={}, headers=auth)
         customer_id = created.json()["id"]
-        placed = httpx.post(
+        placed = local_http.post(
             f"{running.base_url}/api/orders",
             json={"customer_id": customer_id, "amount": "10.00"},
             headers=auth,
         )
         # Customer 1000, whose id the write side once read from `1_000`, `+1000`, ...
-        thousand = httpx.post(f"{running.base_url}/api/customers", json={"id": 1000}, headers=auth)
+        thousand = local_http.post(
+            f"{running.base_url}/api/customers", json={"id": 1000}, headers=auth
+        )
         assert thousand.status_code == 201, thousand.text
         port = int(running.base_url.rsplit(":", 1)[1])
         yield Service(running.base_url, port, key, customer_id, placed.json()["order_id"])
@@ -142,7 +145,7 @@ def test_a_chunked_body_over_the_limit_is_413(service: Service) -> None:
         for _ in range(200):  # 200 x 8 KiB = 1.6 MB, far past the 64 KiB limit
             yield b" " * 8192
 
-    response = httpx.post(
+    response = local_http.post(
         f"{service.base_url}/api/customers",
         content=chunks(),
         headers={"Content-Type": "application/json", **service.auth()},
@@ -175,7 +178,7 @@ def test_repeated_authorization_headers_are_joined_on_every_path(service: Servic
 @pytest.mark.parametrize("header", [b"Token\xa0KEY", b"\xa0Token KEY", b"Token KEY\xa0"])
 def test_a_non_breaking_space_is_no_separator(service: Service, header: bytes) -> None:
     raw = header.replace(b"KEY", service.key.encode())
-    response = httpx.get(
+    response = local_http.get(
         f"{service.base_url}/api/customers/{service.customer_id}",
         headers=[(b"Authorization", raw)],
         timeout=FROZEN_WAIT,
@@ -188,8 +191,8 @@ def test_a_non_breaking_space_is_no_separator(service: Service, header: bytes) -
 
 def test_head_answers_like_get_without_a_body(service: Service) -> None:
     url = f"{service.base_url}/api/customers/{service.customer_id}"
-    got = httpx.get(url, headers=service.auth(), timeout=FROZEN_WAIT)
-    head = httpx.head(url, headers=service.auth(), timeout=FROZEN_WAIT)
+    got = local_http.get(url, headers=service.auth(), timeout=FROZEN_WAIT)
+    head = local_http.head(url, headers=service.auth(), timeout=FROZEN_WAIT)
     assert head.status_code == 200
     assert head.content == b""
     assert head.headers["content-length"] == str(len(got.content))
@@ -200,10 +203,10 @@ def test_another_method_is_authenticated_first_then_405_with_every_served_method
     service: Service,
 ) -> None:
     url = f"{service.base_url}/api/customers/{service.customer_id}"
-    anonymous = httpx.post(url, timeout=FROZEN_WAIT)
+    anonymous = local_http.post(url, timeout=FROZEN_WAIT)
     assert_json_error(anonymous, 401)
     assert anonymous.headers["www-authenticate"] == "Token"
-    refused = httpx.post(url, headers=service.auth(), timeout=FROZEN_WAIT)
+    refused = local_http.post(url, headers=service.auth(), timeout=FROZEN_WAIT)
     assert_json_error(refused, 405)
     assert refused.json()["detail"] == 'Method "POST" not allowed.'
     assert refused.headers["allow"] == "GET, HEAD, PATCH"
@@ -211,7 +214,7 @@ def test_another_method_is_authenticated_first_then_405_with_every_served_method
 
 def test_a_trailing_slash_is_404_json_not_a_redirect(service: Service) -> None:
     for headers in ({}, service.auth()):
-        response = httpx.get(
+        response = local_http.get(
             f"{service.base_url}/api/customers/{service.customer_id}/",
             headers=headers,
             timeout=FROZEN_WAIT,
@@ -221,7 +224,7 @@ def test_a_trailing_slash_is_404_json_not_a_redirect(service: Service) -> None:
 
 def test_a_malformed_body_is_checked_after_authentication(service: Service) -> None:
     for body in (b"{not json", b'{"first_name": "\xff"}'):
-        anonymous = httpx.post(
+        anonymous = local_http.post(
             f"{service.base_url}/api/customers",
             content=body,
             headers={"Content-Type": "application/json"},
@@ -240,14 +243,14 @@ def test_a_malformed_body_is_checked_after_authentication(service: Service) -> N
 )
 def test_the_write_side_reads_ids_as_the_read_side_does(service: Service, segment: str) -> None:
     # Customer 1000 exists; none of these spell its id in Django's <int:pk>.
-    response = httpx.patch(
+    response = local_http.patch(
         f"{service.base_url}/api/customers/{segment}",
         json={"first_name": "Eve"},
         headers=service.auth(),
         timeout=FROZEN_WAIT,
     )
     assert_json_error(response, 404)
-    read = httpx.get(
+    read = local_http.get(
         f"{service.base_url}/api/customers/{segment}", headers=service.auth(), timeout=FROZEN_WAIT
     )
     assert_json_error(read, 404)
@@ -255,7 +258,7 @@ def test_the_write_side_reads_ids_as_the_read_side_does(service: Service, segmen
 
 def test_leading_zeros_name_the_same_customer_on_both_sides(service: Service) -> None:
     segment = f"00{service.customer_id}"
-    written = httpx.patch(
+    written = local_http.patch(
         f"{service.base_url}/api/customers/{segment}",
         json={"notes": "zeros"},
         headers=service.auth(),
@@ -263,7 +266,7 @@ def test_leading_zeros_name_the_same_customer_on_both_sides(service: Service) ->
     )
     assert written.status_code == 200, written.text
     assert written.json()["id"] == service.customer_id
-    read = httpx.get(
+    read = local_http.get(
         f"{service.base_url}/api/customers/{segment}",
         headers={**service.auth(), "X-Min-Position": str(written.json()["position"])},
         timeout=FROZEN_WAIT,
@@ -274,9 +277,9 @@ def test_leading_zeros_name_the_same_customer_on_both_sides(service: Service) ->
 
 def test_every_response_carries_a_request_id(service: Service) -> None:
     for path in ("/healthz", "/api/customers/1", "/nowhere"):
-        response = httpx.get(service.base_url + path, timeout=FROZEN_WAIT)
+        response = local_http.get(service.base_url + path, timeout=FROZEN_WAIT)
         assert response.headers["x-request-id"]
-    echoed = httpx.get(
+    echoed = local_http.get(
         f"{service.base_url}/healthz", headers={"X-Request-Id": "abc-123"}, timeout=FROZEN_WAIT
     )
     assert echoed.headers["x-request-id"] == "abc-123"

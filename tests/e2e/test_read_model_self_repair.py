@@ -35,6 +35,7 @@ import pytest
 
 from projections.replay import history
 from runtime.event_store import open_customer_service
+from tests.support import local_http
 from tests.support.serve_process import ServeProcess, serve
 from tests.support.valkey_process import ValkeyProcess
 from tests.support.waiting import wait_until
@@ -65,7 +66,7 @@ class Deployment:
         return created.stdout.strip()
 
     def get(self, customer_id: int, key: str, **headers: str) -> httpx.Response:
-        return httpx.get(
+        return local_http.get(
             f"{self.server.base_url}/api/customers/{customer_id}",
             headers={"Authorization": f"Token {key}", **headers},
             timeout=10,
@@ -110,11 +111,11 @@ def place_sample(deployed: Deployment, first_id: int) -> None:
     position = 0
     for customer_id in range(first_id, first_id + CUSTOMER_COUNT):
         body = {"id": customer_id, "first_name": f"Customer {customer_id}", "last_name": "Kept"}
-        registered = httpx.post(f"{base}/api/customers", json=body, headers=auth)
+        registered = local_http.post(f"{base}/api/customers", json=body, headers=auth)
         assert registered.status_code == 201, registered.text
         for cents in (1999, 250, 100_001):
             order = {"customer_id": customer_id, "amount": f"{cents / 100:.2f}"}
-            placed = httpx.post(f"{base}/api/orders", json=order, headers=auth)
+            placed = local_http.post(f"{base}/api/orders", json=order, headers=auth)
             assert placed.status_code == 201, placed.text
             position = placed.json()["position"]
     last = first_id + CUSTOMER_COUNT - 1
@@ -127,7 +128,7 @@ def add_orders(deployed: Deployment, customer_ids: range) -> None:
     position = 0
     for customer_id in customer_ids:
         order = {"customer_id": customer_id, "amount": "7.77"}
-        placed = httpx.post(f"{base}/api/orders", json=order, headers=auth)
+        placed = local_http.post(f"{base}/api/orders", json=order, headers=auth)
         assert placed.status_code == 201, placed.text
         position = placed.json()["position"]
     read = deployed.get(customer_ids[-1], deployed.admin, **{"X-Min-Position": str(position)})

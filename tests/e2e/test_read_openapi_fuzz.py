@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -19,6 +18,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.e2e.all_in_one import Running, all_in_one
+from tests.support import local_http
 
 EXAMPLES_PER_OPERATION = 25
 
@@ -40,7 +40,7 @@ def test_every_documented_operation_answers_as_documented_and_never_5xx(
     headers = {"Authorization": f"Token {running.admin_key}"}
     # A few customers exist, so reads and writes also take their success paths.
     for number in range(1, 4):
-        httpx.post(
+        local_http.post(
             f"{running.base_url}/api/customers",
             json={"id": number, "first_name": f"Customer {number}"},
             headers=headers,

@@ -12,6 +12,7 @@ import pytest
 from contract.customer_document import RESPONSE_FIELDS
 from projections.rebuild import rebuild
 from tests.e2e.all_in_one import Running, all_in_one
+from tests.support import local_http
 from tests.support.fast_paths import framework_alone
 from tests.support.waiting import wait_until
 
@@ -62,21 +63,23 @@ def test_a_revoked_key_is_refused_within_a_second(sqlite_running: Running) -> No
     key = service.issue_api_key("desk-7", "staff").key
     url = f"{sqlite_running.base_url}/api/customers/1"
     # The key is accepted once projected (404: authenticated, no such customer) ...
-    assert wait_until(lambda: httpx.get(url, headers=auth(key)).status_code == 404)
+    assert wait_until(lambda: local_http.get(url, headers=auth(key)).status_code == 404)
     # ... and refused within a second of its revocation.
     service.revoke_api_key("desk-7")
-    assert wait_until(lambda: httpx.get(url, headers=auth(key)).status_code == 401, deadline=1.0)
+    assert wait_until(
+        lambda: local_http.get(url, headers=auth(key)).status_code == 401, deadline=1.0
+    )
 
 
 def test_metrics_show_latency_by_route_and_status_and_projection_numbers(
     sqlite_running: Running,
 ) -> None:
     base = sqlite_running.base_url
-    httpx.get(f"{base}/api/customers/1", headers=auth(sqlite_running.admin_key))
-    httpx.get(f"{base}/api/customers/1")
-    httpx.get(f"{base}/readyz")
-    text = httpx.get(f"{base}/metrics").text
-    assert httpx.get(f"{base}/metrics").headers["content-type"].startswith("text/plain")
+    local_http.get(f"{base}/api/customers/1", headers=auth(sqlite_running.admin_key))
+    local_http.get(f"{base}/api/customers/1")
+    local_http.get(f"{base}/readyz")
+    text = local_http.get(f"{base}/metrics").text
+    assert local_http.get(f"{base}/metrics").headers["content-type"].startswith("text/plain")
     route = 'route="/api/customers/{customer_id}"'
     assert re.search(
         rf'http_request_duration_seconds_count{{method="GET",{route},status="404"}} 1', text
@@ -91,7 +94,7 @@ def test_metrics_show_latency_by_route_and_status_and_projection_numbers(
 
 
 def test_readyz_reports_position_lag_and_dead_letters(sqlite_running: Running) -> None:
-    response = httpx.get(f"{sqlite_running.base_url}/readyz")
+    response = local_http.get(f"{sqlite_running.base_url}/readyz")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
@@ -100,11 +103,11 @@ def test_readyz_reports_position_lag_and_dead_letters(sqlite_running: Running) -
     assert body["projection_lag"] == max(
         body["event_store_position"] - body["projection_position"], 0
     )
-    assert httpx.get(f"{sqlite_running.base_url}/healthz").json() == {"status": "ok"}
+    assert local_http.get(f"{sqlite_running.base_url}/healthz").json() == {"status": "ok"}
 
 
 def test_openapi_documents_every_status_of_the_read_endpoint(sqlite_running: Running) -> None:
-    schema = httpx.get(f"{sqlite_running.base_url}/openapi.json").json()
+    schema = local_http.get(f"{sqlite_running.base_url}/openapi.json").json()
     operation = schema["paths"]["/api/customers/{customer_id}"]["get"]
     responses = operation["responses"]
     for status in ("200", "401", "403", "404", "422", "500", "503"):
@@ -116,7 +119,7 @@ def test_openapi_documents_every_status_of_the_read_endpoint(sqlite_running: Run
     assert tuple(document["properties"]) == RESPONSE_FIELDS
     parameters = {parameter["name"] for parameter in operation["parameters"]}
     assert {"customer_id", "authorization", "x-min-position", "if-none-match"} <= parameters
-    assert httpx.get(f"{sqlite_running.base_url}/docs").status_code == 200
+    assert local_http.get(f"{sqlite_running.base_url}/docs").status_code == 200
 
 
 # Headers that differ between any two answers, whoever gives them.

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from runtime.processes import pid_alive
+from tests.support import local_http
 from tests.support.serve_process import ServeProcess, serve
 from tests.support.waiting import wait_until
 
@@ -19,17 +20,17 @@ pytestmark = pytest.mark.slow
 
 def write_then_read(base_url: str, key: str) -> dict[str, object]:
     auth = {"Authorization": f"Token {key}"}
-    created = httpx.post(f"{base_url}/api/customers", json={"first_name": "Ada"}, headers=auth)
+    created = local_http.post(f"{base_url}/api/customers", json={"first_name": "Ada"}, headers=auth)
     assert created.status_code == 201, created.text
     customer_id = created.json()["id"]
-    placed = httpx.post(
+    placed = local_http.post(
         f"{base_url}/api/orders",
         json={"customer_id": customer_id, "amount": "19.99"},
         headers=auth,
     )
     assert placed.status_code == 201, placed.text
     # Read-your-writes: wait for the order's position to be applied.
-    read = httpx.get(
+    read = local_http.get(
         f"{base_url}/api/customers/{customer_id}",
         headers={**auth, "X-Min-Position": str(placed.json()["position"])},
     )
@@ -55,7 +56,7 @@ def test_first_start_writes_an_admin_key_then_serves_and_stops_cleanly(
     # A second start finds keys already and leaves the file alone; the data is all there.
     with serve(data_dir, redis_url, redis_prefix) as second:
         assert token_file.read_text().strip() == key
-        response = httpx.get(
+        response = local_http.get(
             f"{second.base_url}/api/customers/{body['id']}",
             headers={"Authorization": f"Token {key}"},
         )
@@ -74,7 +75,7 @@ def test_sigterm_lets_a_request_in_flight_finish(
         # A read that waits for a position nobody will reach (bounded by 2 s) ...
         waiting = threading.Thread(
             target=lambda: answers.append(
-                httpx.get(
+                local_http.get(
                     f"{running.base_url}/api/customers/1",
                     headers={"Authorization": f"Token {key}", "X-Min-Position": "999999"},
                     timeout=10,
@@ -92,7 +93,7 @@ def test_sigterm_lets_a_request_in_flight_finish(
 
 
 def _metrics(running: ServeProcess) -> str:
-    return httpx.get(f"{running.base_url}/metrics").text
+    return local_http.get(f"{running.base_url}/metrics").text
 
 
 def test_with_no_redis_configured_it_runs_and_stops_an_embedded_one(

@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-import httpx
 import psycopg
 import pytest
 import redis
 
 from runtime.container import Container
 from runtime.settings import Settings
+from tests.support import local_http
 from tests.support.compose_services import (
     ComposeStores,
     ServiceFailedError,
@@ -88,7 +88,7 @@ def test_the_roles_carry_a_write_through_the_projector_to_the_read_api(
     with running_together(roles, stores, tmp_path) as started:
         write_api, projector, read_api = (started[name] for name in roles)
         # When a producer registers a customer and places an order through the write API
-        registered = httpx.post(
+        registered = local_http.post(
             f"{write_api.base_url}/api/customers",
             json={"first_name": "Ada", "last_name": "Lovelace"},
             headers=producer,
@@ -96,7 +96,7 @@ def test_the_roles_carry_a_write_through_the_projector_to_the_read_api(
         )
         assert registered.status_code == 201, registered.text
         customer_id = registered.json()["id"]
-        placed = httpx.post(
+        placed = local_http.post(
             f"{write_api.base_url}/api/orders",
             json={"customer_id": customer_id, "amount": "12.34"},
             headers=producer,
@@ -106,7 +106,7 @@ def test_the_roles_carry_a_write_through_the_projector_to_the_read_api(
 
         # Then the projector applies it and the read API serves it to staff
         def served() -> bool:
-            response = httpx.get(
+            response = local_http.get(
                 f"{read_api.base_url}/api/customers/{customer_id}",
                 headers={**staff, "X-Min-Position": str(placed.json()["position"])},
                 timeout=5,
@@ -117,7 +117,7 @@ def test_the_roles_carry_a_write_through_the_projector_to_the_read_api(
             f"the read API never served customer {customer_id}\n"
             f"projector log:\n{projector.log_tail()}\nread-api log:\n{read_api.log_tail()}"
         )
-        body = httpx.get(
+        body = local_http.get(
             f"{read_api.base_url}/api/customers/{customer_id}", headers=staff, timeout=5
         ).json()
         assert (body["first_name"], body["total_orders"], body["total_spent"]) == (

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from runtime.processes import free_port
+from tests.support import local_http
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +76,7 @@ def test_make_run_serves_sample_customers_to_the_readme_examples(
     # Given `make run` on an empty store, once it answers /healthz
     def healthy() -> bool:
         try:
-            return httpx.get(f"http://{address}/healthz", timeout=1).status_code == 200
+            return local_http.get(f"http://{address}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -88,7 +89,7 @@ def test_make_run_serves_sample_customers_to_the_readme_examples(
     key = (folder / "data" / "admin.token").read_text().strip()
 
     def projected() -> bool:
-        response = httpx.get(
+        response = local_http.get(
             f"http://{address}/api/customers/1",
             headers={"Authorization": f"Token {key}"},
             timeout=2,

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
@@ -17,6 +16,7 @@ from edge.ids import MAX_CUSTOMER_ID
 from runtime.container import Container
 from runtime.http import ServiceApp, build_app
 from runtime.settings import Settings
+from tests.support import local_http
 from tests.support.live_app import serving
 from write_side import schemas
 
@@ -169,7 +169,7 @@ def test_the_running_api_accepts_every_documented_example(
     with serving(build_app(container, write=True, read=False)) as base_url:
 
         def post(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-            response = httpx.request(
+            response = local_http.request(
                 method, base_url + path, json=body, headers=headers, timeout=10
             )
             assert response.is_success, f"{method} {path} {body}: {response.text}"

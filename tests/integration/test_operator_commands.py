@@ -8,7 +8,6 @@ import socket
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from eventsourcing.persistence import StoredEvent
@@ -21,6 +20,7 @@ from runtime.cli import app
 from runtime.container import Container
 from runtime.http import build_app
 from runtime.settings import Settings
+from tests.support import local_http
 from tests.support.live_app import serving
 from tests.support.projection_helpers import customer_service
 
@@ -88,18 +88,18 @@ def test_a_serving_process_reports_its_projector_lag_and_dead_letters(
         app_ = build_app(container, write=True, read=True, redis_url=cli_env["REDIS_URL"])
         app_.state.projector_running = lambda: running[0]
         with serving(app_) as base_url:
-            metrics = httpx.get(f"{base_url}/metrics").text
+            metrics = local_http.get(f"{base_url}/metrics").text
             assert "projector_up 1" in metrics
             assert "projection_dead_letters 1" in metrics
             # Stopped just before the poison event: the one after it is not applied.
             assert f"projection_lag_events {2}" in metrics
-            ready = httpx.get(f"{base_url}/readyz").json()
+            ready = local_http.get(f"{base_url}/readyz").json()
             assert ready["projector"] == "running"
             assert ready["dead_letters"] == 1
 
             # The projector thread of this process stops: not ready, and it says so.
             running[0] = False
-            stopped = httpx.get(f"{base_url}/readyz")
+            stopped = local_http.get(f"{base_url}/readyz")
             assert stopped.status_code == 503
             assert stopped.json()["projector"] == "stopped"
     finally:

@@ -24,6 +24,7 @@ from projections.read_model import Keys
 from runtime.container import Container
 from runtime.http import build_app
 from runtime.settings import Settings
+from tests.support import local_http
 from tests.support.live_app import serving
 from tests.support.read_model_records import put_api_key, put_customer, set_applied_position
 from tests.support.waiting import wait_until
@@ -71,7 +72,7 @@ def base_url(
 def get(base_url: str, path: str, key: str | None = STAFF, **headers: str) -> httpx.Response:
     if key is not None:
         headers["Authorization"] = f"Token {key}"
-    return httpx.get(base_url + path, headers=headers, timeout=5)
+    return local_http.get(base_url + path, headers=headers, timeout=5)
 
 
 def assert_error(response: httpx.Response, status: int, detail: str) -> None:
@@ -315,7 +316,7 @@ def test_an_unknown_key_never_waits_for_its_position(
     container = Container(settings)
     try:
         with serving(build_app(container, write=False, read=True, redis_url=redis_url)) as url:
-            response = httpx.get(
+            response = local_http.get(
                 f"{url}/api/customers/7",
                 headers={"Authorization": "Token never-issued", "X-Min-Position": str(10**18)},
                 timeout=20,

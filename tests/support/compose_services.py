@@ -24,6 +24,7 @@ import httpx
 import yaml
 
 from runtime.processes import free_port
+from tests.support import local_http
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,7 +190,7 @@ def wait_healthy(service: RunningService, path: str) -> None:
         if service.process.poll() is not None:
             return True
         try:
-            return httpx.get(service.base_url + path, timeout=1).status_code == 200
+            return local_http.get(service.base_url + path, timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from runtime.processes import free_port
+from tests.support import local_http
 from tests.support.waiting import wait_until
 
 CUSTOMERS = str(Path(sys.executable).with_name("customers"))
@@ -72,6 +73,6 @@ def _answers(running: ServeProcess) -> bool:
     if running.process.poll() is not None:
         raise AssertionError(f"serve exited early:\n{running.log}")
     try:
-        return httpx.get(f"{running.base_url}/healthz", timeout=1).status_code == 200
+        return local_http.get(f"{running.base_url}/healthz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
