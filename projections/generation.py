@@ -5,6 +5,10 @@ from __future__ import annotations
 from projections.read_model import LAYOUT, LAYOUT_FIELD, Keys
 from projections.redis_client import RedisClient
 
+# How long an old generation stays after a switch: a projector or reader that looked at the
+# generation just before it finishes its step on the old keys within this time.
+DROP_GRACE_SECONDS = 2.0
+
 
 def current_generation(client: RedisClient, keys: Keys) -> int:
     """The generation reads are served from, created as 1 on first use."""

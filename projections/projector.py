@@ -24,7 +24,7 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError
 from contract.application import APPLICATION_NAME
 from projections.dead_letters import is_skipped, record_dead_letter
 from projections.event_decoding import UnprojectableEventError
-from projections.generation import claim_layout, current_generation
+from projections.generation import DROP_GRACE_SECONDS, claim_layout, current_generation
 from projections.heartbeat import BEAT_SECONDS, Heartbeat
 from projections.notification_log import Prefetch, Row, page_reader
 from projections.page_commands import (
@@ -68,8 +68,10 @@ class Projector:
         chunk: int = DEFAULT_CHUNK,
         fault: Fault | None = None,
         on_page: Callable[[int, int], None] | None = None,
+        drop_grace: float = DROP_GRACE_SECONDS,
     ) -> None:
-        """generation=None follows the current generation (and rebuilds' switches)."""
+        """generation=None follows the current generation (and rebuilds' switches);
+        drop_grace is how long the old generation stays after a repair's rebuild."""
         self.recorder = recorder
         self._read = page_reader(recorder)
         self.client = client
@@ -77,6 +79,7 @@ class Projector:
         self.application_name = application_name
         self.page_size = page_size
         self.chunk = chunk
+        self.drop_grace = drop_grace
         self._follow = generation is None
         self._publish = publish
         self._fault = fault

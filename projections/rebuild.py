@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from eventsourcing.persistence import ApplicationRecorder
 
 from contract.application import APPLICATION_NAME
-from projections.generation import current_generation
+from projections.generation import DROP_GRACE_SECONDS, current_generation
 from projections.projector import Projector
 from projections.read_model import Keys
 from projections.redis_client import RedisClient
@@ -26,9 +26,6 @@ from projections.scripts import switch_generation
 
 logger = logging.getLogger(__name__)
 
-# How long the old generation stays after the switch: a projector or reader that looked
-# at the generation just before it finishes its step on the old keys within this time.
-DROP_GRACE_SECONDS = 2.0
 LOCK_SECONDS = 3600
 MAX_SWITCH_ATTEMPTS = 20
 
@@ -136,7 +133,13 @@ def rebuild_for_repair(projector: Projector) -> None:
         # Flushed, or an older copy: the rebuild must land above every generation
         # readers have served, so it starts from the damaged one's number.
         client.set(keys.generation, str(marker.rebuild))
-    result = rebuild(projector.recorder, client, keys, application_name=projector.application_name)
+    result = rebuild(
+        projector.recorder,
+        client,
+        keys,
+        drop_grace=projector.drop_grace,
+        application_name=projector.application_name,
+    )
     projector.adopt_rebuilt(result.new_generation)
 
 
