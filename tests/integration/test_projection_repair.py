@@ -27,6 +27,10 @@ from tests.support.projection_helpers import (
 )
 
 QUIET = Console(file=io.StringIO())
+# A repair's rebuild keeps the old generation this long after switching (2 s in
+# production). Longer than any one poll of the conditions below, which may read the old
+# generation just before a switch; shorter than production's, as nothing else reads here.
+DROP_GRACE = 0.5
 
 
 def prefix_keys(client: redis.Redis, keys: Keys) -> list[bytes]:
@@ -113,7 +117,13 @@ def test_a_page_written_onto_a_flushed_redis_makes_a_rebuild_in_a_new_generation
     with customer_service(event_store_url) as service:
         append_sample(service, 30, seed=47, progress_console=QUIET)
         projector = Projector(
-            service.recorder, client, keys, page_size=20, chunk=2, fault=flush_once_mid_page
+            service.recorder,
+            client,
+            keys,
+            page_size=20,
+            chunk=2,
+            fault=flush_once_mid_page,
+            drop_grace=DROP_GRACE,
         )
         with pytest.raises(ReadModelLostError) as lost:
             projector.catch_up()
@@ -162,7 +172,7 @@ def test_a_rebuild_asked_for_by_a_projector_that_died_is_done_by_the_next(
         # The customers of that page are suspect: a replay in place would keep them so.
         assert not clear_if_repaired(client, keys, head)
 
-        projector = Projector(service.recorder, client, keys)
+        projector = Projector(service.recorder, client, keys, drop_grace=DROP_GRACE)
         with running(projector):
             wait_until(lambda: read_marker(client, keys) is None, "repair marker cleared", 30)
         assert current_generation(client, keys) == 2
@@ -176,7 +186,7 @@ def test_a_copy_older_than_a_rebuild_is_rebuilt_above_the_generation_served(
     keys = Keys(redis_prefix)
     with customer_service(event_store_url) as service:
         append_sample(service, 8, seed=61, progress_console=QUIET)
-        projector = Projector(service.recorder, client, keys)
+        projector = Projector(service.recorder, client, keys, drop_grace=DROP_GRACE)
         projector.catch_up()
         older = snapshot(client, keys)  # generation 1
         rebuild(service.recorder, client, keys, drop_grace=0)
