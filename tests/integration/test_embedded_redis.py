@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from runtime.processes import pid_alive
 from runtime.redis_store import STATE_FILE, EmbeddedRedis, _binary, open_redis
@@ -146,8 +148,11 @@ def test_the_embedded_redis_and_the_sqlite_store_are_for_their_owner_alone(
         client.set("written", "so the append-only file has data")
         # Another local user reaches the port, but not what is behind it.
         port = int(endpoint.url.rsplit(":", 1)[1].split("/", 1)[0])
+        # (A client that gives up at once: redis-py retries a failed connection, with
+        # backoff, three times by default, and the refusal would only come 4 s later.)
+        stranger = redis.Redis(host="127.0.0.1", port=port, retry=Retry(NoBackoff(), 0))
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(host="127.0.0.1", port=port).get("written")
+            stranger.get("written")
         client.close()
         # Nor is its password on the command line, which the process list shows to all.
         pid = json.loads((data_dir / "redis" / STATE_FILE).read_text())["pid"]
