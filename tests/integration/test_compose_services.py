@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -166,10 +166,19 @@ def test_a_broken_environment_fails_the_check_naming_the_variable(
         pass
 
 
-def open_store_at(moment: float, event_store_url: str) -> str:
-    """In a child process: open the store as every role does, at the same moment as others."""
-    while time.time() < moment:
-        pass
+# In each worker of the pool below: the barrier that releases all of them at once.
+_together: Barrier | None = None
+
+
+def _join_start(barrier: Barrier) -> None:
+    global _together
+    _together = barrier
+
+
+def open_store_together(event_store_url: str) -> str:
+    """In a child process: open the store as every role does, once all are ready to."""
+    assert _together is not None
+    _together.wait(timeout=60)
     try:
         Container(Settings(EVENT_STORE_URL=event_store_url)).close()
     except Exception as error:
@@ -182,9 +191,12 @@ def test_roles_that_start_together_on_one_postgres_store_all_come_up(
 ) -> None:
     # `docker compose up` starts every role at once when PostgreSQL turns healthy; each
     # one runs the store's schema statements, which collide on PostgreSQL when concurrent.
+    # Each of the 6 workers takes one task and waits at the barrier, which lets them all
+    # go the moment the last one arrives (no worker can take a second task before).
     processes = 6
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(processes)
+    with context.Pool(processes, initializer=_join_start, initargs=(start,)) as pool:
         for _ in range(3):
-            moment = time.time() + 1.0
-            outcomes = pool.starmap(open_store_at, [(moment, stores.postgres_url)] * processes)
+            outcomes = pool.map(open_store_together, [stores.postgres_url] * processes, 1)
             assert outcomes == ["ok"] * processes
