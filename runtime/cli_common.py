@@ -53,10 +53,11 @@ def load_settings() -> Settings:
 
 
 def open_container() -> Container:
+    settings = load_settings()  # first: a bad value is told before the stores' imports
+
     from runtime.container import Container
     from runtime.event_store import one_line, why_unreachable
 
-    settings = load_settings()
     try:
         return Container(settings)
     except Exception as error:  # a store that cannot be opened is a one-line error
