@@ -52,8 +52,9 @@ def load_settings() -> Settings:
         raise fail(f"{variable}: {message}") from None
 
 
-def open_container() -> Container:
-    settings = load_settings()  # first: a bad value is told before the stores' imports
+def open_container(settings: Settings | None = None) -> Container:
+    if settings is None:  # first: a bad value is told before the stores' imports
+        settings = load_settings()
 
     from runtime.container import Container
     from runtime.event_store import one_line, why_unreachable

@@ -34,14 +34,11 @@ PROJECTOR_STOP_SECONDS = 30.0
 
 
 def _open() -> Container:
-    from runtime.cli_common import open_container
+    from runtime.cli_common import load_settings, open_container
 
-    container = open_container()
-    try:
-        _check_listen(container.settings.HOST, container.settings.PORT)
-    except typer.Exit:
-        container.close()
-        raise
+    settings = load_settings()
+    _check_listen(settings.HOST, settings.PORT)
+    container = open_container(settings)
     logging.basicConfig(
         level=container.settings.LOG_LEVEL.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
