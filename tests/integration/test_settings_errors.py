@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,11 @@ MORE_BAD_VALUES = [
 
 def run_customers(tmp_path: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
     """`customers ARGS` as a real process, so an uncaught error would show its traceback."""
+    return finished(start_customers(tmp_path, *args, **variables))
+
+
+def start_customers(tmp_path: Path, *args: str, **variables: str) -> subprocess.Popen[str]:
+    """`customers ARGS` started, for a test that runs several at once (see `finished`)."""
     env = {
         **{name: text for name, text in os.environ.items() if name != "REDIS_URL"},
         "EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.sqlite'}",
@@ -44,15 +50,25 @@ def run_customers(tmp_path: Path, *args: str, **variables: str) -> subprocess.Co
         "PYTHONPATH": str(PROJECT_ROOT),
         **variables,
     }
-    return subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-c", "from runtime.cli import main; main()", *args],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
-        check=False,
     )
+
+
+def finished(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    """What a started `customers` printed and returned once it exits (within 60 s)."""
+    try:
+        stdout, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def free_port() -> int:
@@ -218,13 +234,16 @@ def test_an_unusable_data_dir_for_the_embedded_redis_is_one_line_naming_data_dir
     assert_one_line_naming(result, "DATA_DIR")
 
 
-def unusable_redis_urls(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    yield "nothing listening", f"redis://127.0.0.1:{free_port()}/0"
-    yield "unknown host", "redis://no-such-host.invalid:6379/0"
+@contextmanager
+def unusable_redis_urls(tmp_path: Path) -> Iterator[dict[str, str]]:
     guarded = ValkeyProcess(tmp_path / "guarded", password="the-right-one")
     guarded.start()
     try:
-        yield "wrong password", f"redis://:not-the-one@127.0.0.1:{guarded.port}/0"
+        yield {
+            "nothing listening": f"redis://127.0.0.1:{free_port()}/0",
+            "unknown host": "redis://no-such-host.invalid:6379/0",
+            "wrong password": f"redis://:not-the-one@127.0.0.1:{guarded.port}/0",
+        }
     finally:
         guarded.kill()
 
@@ -232,11 +251,16 @@ def unusable_redis_urls(tmp_path: Path) -> Iterator[tuple[str, str]]:
 def test_serve_with_an_unusable_redis_url_is_one_line_before_anything_is_written(
     tmp_path: Path,
 ) -> None:
-    for case, url in unusable_redis_urls(tmp_path):
-        data_dir = tmp_path / case.replace(" ", "-")
-        result = run_customers(
-            tmp_path, "serve", REDIS_URL=url, DATA_DIR=str(data_dir), PORT=str(free_port())
-        )
-        assert_one_line_naming(result, "REDIS_URL")
-        # Refused before the first start's admin key (or anything else) was written.
-        assert not (data_dir / "admin.token").exists(), case
+    # The cases run at once, each with its own DATA_DIR: each start is mostly imports.
+    with unusable_redis_urls(tmp_path) as cases:
+        started = {}
+        for case, url in cases.items():
+            data_dir = tmp_path / case.replace(" ", "-")
+            process = start_customers(
+                tmp_path, "serve", REDIS_URL=url, DATA_DIR=str(data_dir), PORT=str(free_port())
+            )
+            started[case] = (data_dir, process)
+        for case, (data_dir, process) in started.items():
+            assert_one_line_naming(finished(process), "REDIS_URL")
+            # Refused before the first start's admin key (or anything else) was written.
+            assert not (data_dir / "admin.token").exists(), case

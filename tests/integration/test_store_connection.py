@@ -11,7 +11,7 @@ import pytest
 from runtime.event_store import open_customer_service, why_unreachable
 from runtime.processes import free_port
 from tests.conftest import with_query
-from tests.integration.test_settings_errors import run_customers
+from tests.integration.test_settings_errors import finished, start_customers
 from tests.support.servers import postgres_admin_url
 
 pytestmark = pytest.mark.postgres
@@ -25,8 +25,13 @@ def test_each_kind_of_postgresql_failure_is_told_apart(postgres_url: str, tmp_pa
         "Connection refused": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
         "no-such-host.invalid": "postgresql://postgres@no-such-host.invalid:5432/postgres",
     }
-    for expected, url in cases.items():
-        result = run_customers(tmp_path, "tokens", "list", EVENT_STORE_URL=url)
+    # At once: each case waits out the pool's connect timeout (2 s) before it is told apart.
+    started = {
+        expected: start_customers(tmp_path, "tokens", "list", EVENT_STORE_URL=url)
+        for expected, url in cases.items()
+    }
+    for expected, process in started.items():
+        result = finished(process)
         assert result.returncode == 2
         lines = result.stderr.splitlines()
         assert len(lines) == 1, result.stderr
