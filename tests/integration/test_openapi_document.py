@@ -45,10 +45,22 @@ def container(tmp_path: Path) -> Iterator[Container]:
     container.close()
 
 
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServiceApp]]:
+    """Each app built once for the module (an app and its document take 0.2-0.5 s), on a
+    store nothing writes to: the tests that take them only read the document and pages."""
+    store = tmp_path_factory.mktemp("openapi") / "events.sqlite"
+    container = Container(Settings(EVENT_STORE_URL=f"sqlite:///{store}"))
+    try:
+        yield {name: factory(container) for name, factory in FACTORIES.items()}
+    finally:
+        container.close()
+
+
 @pytest.fixture(params=sorted(FACTORIES))
-def client(request: pytest.FixtureRequest, container: Container) -> TestClient:
+def client(request: pytest.FixtureRequest, apps: dict[str, ServiceApp]) -> TestClient:
     """Each app, in process, its lifespan never run."""
-    return TestClient(FACTORIES[request.param](container))
+    return TestClient(apps[request.param])
 
 
 @pytest.fixture
@@ -60,9 +72,8 @@ def document(client: TestClient) -> dict[str, Any]:
 
 
 @pytest.fixture
-def all_in_one(container: Container) -> dict[str, Any]:
-    app = FACTORIES["all-in-one"](container)
-    served: dict[str, Any] = TestClient(app).get("/openapi.json").json()
+def all_in_one(apps: dict[str, ServiceApp]) -> dict[str, Any]:
+    served: dict[str, Any] = TestClient(apps["all-in-one"]).get("/openapi.json").json()
     return served
 
 
