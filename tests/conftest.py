@@ -27,6 +27,15 @@ def with_query(url: str, **params: str) -> str:
     return urlunparse(parsed._replace(query=urlencode(query)))
 
 
+def small_pool(event_store_url: str) -> str:
+    """The store URL with a pool of 2 on PostgreSQL (its own default opens 10 connections
+    at start, 10 server processes per test) for tests that send one request at a time;
+    the pool still grows by its overflow when more are needed at once."""
+    if not event_store_url.startswith("postgresql"):
+        return event_store_url
+    return with_query(event_store_url, pool_size="2")
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """An event store URL on real PostgreSQL, isolated in a fresh schema."""

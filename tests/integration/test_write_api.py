@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from runtime.container import Container
 from runtime.http import ServiceApp, build_app
 from runtime.settings import Settings
+from tests.conftest import small_pool
 from tests.support.fast_paths import framework_alone
 from write_side.application import CustomerService
 from write_side.domain.order import Order
@@ -63,7 +64,7 @@ class WriteApi:
 
 @pytest.fixture
 def container(event_store_url: str) -> Iterator[Container]:
-    container = Container(Settings(EVENT_STORE_URL=event_store_url))
+    container = Container(Settings(EVENT_STORE_URL=small_pool(event_store_url)))
     yield container
     container.close()
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from runtime.container import Container
 from runtime.http import build_app
 from runtime.settings import Settings
+from tests.conftest import small_pool
 from tests.integration.test_write_api import WriteApi
 from write_side.domain.customer import Customer
 from write_side.domain.idempotency import IdempotencyRecord
@@ -22,7 +23,7 @@ from write_side.idempotency import IdempotencyClaim
 
 @pytest.fixture
 def api(event_store_url: str) -> Iterator[WriteApi]:
-    container = Container(Settings(EVENT_STORE_URL=event_store_url))
+    container = Container(Settings(EVENT_STORE_URL=small_pool(event_store_url)))
     key = container.write_service.issue_api_key("orders-service", "producer").key
     with TestClient(
         build_app(container, write=True, read=False), raise_server_exceptions=False
