@@ -25,6 +25,7 @@ import typer
 # so that `customers --help` and `customers tokens ...` start in a fraction of a second.
 if TYPE_CHECKING:
     from runtime.container import Container
+    from runtime.settings import Settings
 
 log = logging.getLogger("customers.serve")
 
@@ -33,11 +34,19 @@ FIRST_ADMIN_NAME = "admin"
 PROJECTOR_STOP_SECONDS = 30.0
 
 
-def _open() -> Container:
-    from runtime.cli_common import load_settings, open_container
+def _settings() -> Settings:
+    """The settings, HOST:PORT checked: called before the framework's and stores' imports,
+    so that a refusal is told at once."""
+    from runtime.cli_common import load_settings
 
     settings = load_settings()
     _check_listen(settings.HOST, settings.PORT)
+    return settings
+
+
+def _open(settings: Settings) -> Container:
+    from runtime.cli_common import open_container
+
     container = open_container(settings)
     logging.basicConfig(
         level=container.settings.LOG_LEVEL.upper(),
@@ -142,13 +151,14 @@ def _uvicorn(app: Any, container: Container) -> None:
 
 def serve() -> None:
     """All in one: write API, read API and projector in one process on HOST:PORT."""
+    settings = _settings()
     from projections.generation import LayoutMismatchError
     from projections.live_loop import run_live
     from projections.projector import Projector
     from runtime.http import build_app
     from runtime.redis_supervisor import RedisSupervisor
 
-    container = _open()
+    container = _open(settings)
     stop = threading.Event()
     projector_thread: threading.Thread | None = None
     try:
@@ -205,9 +215,10 @@ def serve() -> None:
 
 def read_api() -> None:
     """The staff read API alone (GET /api/customers/{id}, /healthz, /readyz, /metrics)."""
+    settings = _settings()
     from runtime.http import build_app
 
-    container = _open()
+    container = _open(settings)
     try:
         app = build_app(container, write=False, read=True, redis_url=_redis_url(container))
         _uvicorn(app, container)
@@ -217,9 +228,10 @@ def read_api() -> None:
 
 def write_api() -> None:
     """The producers' write API alone."""
+    settings = _settings()
     from runtime.http import build_app
 
-    container = _open()
+    container = _open(settings)
     try:
         _uvicorn(build_app(container, write=True, read=False), container)
     finally:
