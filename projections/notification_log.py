@@ -10,6 +10,7 @@ the current one, so the store's and Redis's waits overlap.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -90,7 +91,12 @@ class Prefetch(Generic[T]):
             yield item
 
     def close(self) -> None:
-        self._closed.set()  # the reader notices within 50 ms, or when its query returns
+        self._closed.set()  # the reader notices when its query returns, or at once:
+        # pages nobody will take are dropped, so a reader waiting for room gets it now
+        # (else it saw the flag only at its next 50 ms look, after every failed page).
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
         self._thread.join()
 
     def _fill(self) -> None:
