@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import uuid
+import weakref
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -13,6 +17,7 @@ from runtime.processes import free_port
 from tests.conftest import with_query
 from tests.integration.test_settings_errors import finished, start_customers
 from tests.support.servers import postgres_admin_url
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -64,3 +69,28 @@ def test_application_name_reaches_every_pooled_connection(postgres_url: str) -> 
         assert found[0] >= 1
     finally:
         service.close()
+
+
+def test_a_closed_stores_guard_is_let_go(postgres_url: str) -> None:
+    # The guards' watchdog held every guard it had checked: a closed store, its pools and
+    # their connections' state were never freed, and all were checked ten times a second.
+    service = open_customer_service(postgres_url)
+    service.recorder.max_notification_id()
+    checked = threading.Event()
+    tell_checks(service.recorder.guard, checked)  # type: ignore[attr-defined]
+    assert checked.wait(timeout=10)  # the watchdog has taken it up
+    guard = weakref.ref(service.recorder.guard)  # type: ignore[attr-defined]
+    service.close()
+    del service
+    assert wait_until(lambda: gc.collect() >= 0 and guard() is None, deadline=2)
+
+
+def tell_checks(store_guard: Any, checked: threading.Event) -> None:
+    """Set `checked` each time the watchdog checks this guard."""
+    check = store_guard.check_slow_calls
+
+    def checked_by_the_watchdog() -> None:
+        checked.set()
+        check()
+
+    store_guard.check_slow_calls = checked_by_the_watchdog

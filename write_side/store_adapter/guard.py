@@ -201,13 +201,19 @@ class _Watchdog:
     def _run(self) -> None:
         while True:
             time.sleep(WATCH_INTERVAL_SECONDS)
-            with self._lock:
-                guards = list(self._guards)
-            for guard in guards:
-                try:
-                    guard.check_slow_calls()
-                except Exception:
-                    log.exception("event store watchdog failed")
+            self._tick()
+
+    def _tick(self) -> None:
+        # Its own frame: a list of the guards left alive while the loop sleeps held every
+        # guard until the next tick listed it again, so none was ever let go (the guards of
+        # closed stores, with their pools, piled up and were all checked every tick).
+        with self._lock:
+            guards = list(self._guards)
+        for guard in guards:
+            try:
+                guard.check_slow_calls()
+            except Exception:
+                log.exception("event store watchdog failed")
 
 
 _WATCHDOG = _Watchdog()
