@@ -314,6 +314,23 @@ class ValkeyCluster:
         self._wait(taken_over, f"a replica of {old_master.name} takes over", deadline)
         return done_at[-1] - fault.at
 
+    def wait_until_down(self, *, deadline: float = FAILOVER_DEADLINE_SECONDS) -> None:
+        """Wait until every reachable node says cluster_state:fail: a master is gone with
+        no replica to take its slots over, and the other masters have agreed it failed.
+        Until then a command may still find its keys on a master that answers."""
+
+        def down() -> bool:
+            try:
+                return all(
+                    _cluster_info(node)["cluster_state"] == "fail"
+                    for node in self.nodes
+                    if node.reachable
+                )
+            except redis.RedisError:
+                return False
+
+        self._wait(down, "every reachable node says cluster_state:fail", deadline)
+
     def _record_fault(self, node: ValkeyNode) -> None:
         """When, and (for a master) which slots and which replicas to take them over."""
         views = self.view(self._any_reachable(besides=node))
