@@ -31,6 +31,7 @@ import pytest
 from projections.read_model import Keys
 from projections.replay import history
 from runtime.event_store import open_customer_service
+from tests.support import local_http
 from tests.support.serve_process import ServeProcess, serve
 from tests.support.valkey_cluster import ValkeyCluster, ValkeyNode
 from tests.support.waiting import wait_until
@@ -59,14 +60,14 @@ class Deployment:
         )
 
     def read(self, customer_id: int) -> httpx.Response:
-        return httpx.get(
+        return local_http.get(
             f"{self.server.base_url}/api/customers/{customer_id}",
             headers={"Authorization": f"Token {self.staff}"},
             timeout=10,
         )
 
     def place_order(self, customer_id: int) -> int:
-        response = httpx.post(
+        response = local_http.post(
             f"{self.server.base_url}/api/orders",
             json={"customer_id": customer_id, "amount": "10.00", "order_id": uuid.uuid4().hex},
             headers={"Authorization": f"Token {self.producer}"},
@@ -84,7 +85,7 @@ class Deployment:
             service.close()
 
     def caught_up(self) -> bool:
-        ready = httpx.get(f"{self.server.base_url}/readyz", timeout=5).json()
+        ready = local_http.get(f"{self.server.base_url}/readyz", timeout=5).json()
         return bool(
             ready.get("projection_position")
             and ready["projection_position"] == ready.get("event_store_position")
