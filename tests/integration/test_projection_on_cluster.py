@@ -12,6 +12,7 @@ import io
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import hiredis
@@ -33,26 +34,38 @@ pytestmark = pytest.mark.redis
 CUSTOMERS = str(Path(sys.executable).with_name("customers"))
 
 
+def own_prefix() -> str:
+    """A key prefix no other test uses: the tests that fault no node share one cluster."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
 def test_a_cluster_node_in_redis_url_gives_a_cluster_client_that_reaches_every_master(
-    valkey_cluster: ValkeyCluster,
+    shared_valkey_cluster: ValkeyCluster,
 ) -> None:
+    valkey_cluster = shared_valkey_cluster
     client = connect(valkey_cluster.url)
-    keys = [f"probe:{n}".encode() for n in range(300)]
+    prefix = own_prefix()
+    keys = [f"{prefix}:probe:{n}".encode() for n in range(300)]
     commands = [(key, hiredis.pack_command(("SET", key, "1"))) for key in keys]
 
     assert send_raw(client, commands) == []
 
-    owners = {valkey_cluster.master_for_key(key).name for key in keys}
-    assert len(owners) == 3
-    for key in keys:
-        assert valkey_cluster.master_for_key(key).client().get(key) == b"1"
+    # (Each key's owner looked up once, each read on one connection per master.)
+    owner = {key: valkey_cluster.master_for_key(key) for key in keys}
+    masters = {node.name: node for node in owner.values()}
+    assert len(masters) == 3
+    for name, node in masters.items():
+        with node.client() as direct:
+            for key in (key for key in keys if owner[key].name == name):
+                assert direct.get(key) == b"1"
 
 
 def test_projection_rebuild_and_audit_on_a_cluster_match_the_event_store(
-    valkey_cluster: ValkeyCluster, sqlite_url: str
+    shared_valkey_cluster: ValkeyCluster, sqlite_url: str
 ) -> None:
+    valkey_cluster = shared_valkey_cluster
     client = connect(valkey_cluster.url)
-    keys = Keys("cluster")
+    keys = Keys(f"cluster-{own_prefix()}")
     with customer_service(sqlite_url) as service:
         append_sample(service, 120, seed=5, progress_console=Console(file=io.StringIO()))
         expected = folded(service)
@@ -61,7 +74,8 @@ def test_projection_rebuild_and_audit_on_a_cluster_match_the_event_store(
         Projector(service.recorder, client, keys).catch_up()
         assert all_projected(client, keys) == expected  # type: ignore[arg-type]
         for master in valkey_cluster.masters():
-            assert master.client().dbsize() > 0, f"{master.name} holds no customer"
+            held = master.client().scan_iter(match=keys.customer_pattern(1), count=1000)
+            assert any(held), f"{master.name} holds no customer"
         assert audit(service.recorder, client, keys).clean
 
         # A rebuild fills generation 2 on every master, switches, and drops generation 1.
@@ -74,10 +88,11 @@ def test_projection_rebuild_and_audit_on_a_cluster_match_the_event_store(
 
 
 def test_the_read_link_routes_each_customer_to_its_master_and_reads_what_was_projected(
-    valkey_cluster: ValkeyCluster, sqlite_url: str
+    shared_valkey_cluster: ValkeyCluster, sqlite_url: str
 ) -> None:
+    valkey_cluster = shared_valkey_cluster
     client = connect(valkey_cluster.url)
-    keys = Keys("cluster-read")
+    keys = Keys(f"cluster-read-{own_prefix()}")
     with customer_service(sqlite_url) as service:
         append_sample(service, 60, seed=9, progress_console=Console(file=io.StringIO()))
         expected = folded(service)

@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +50,11 @@ def report(record_property: RecordProperty, name: str, seconds: float) -> None:
     print(f"{name}: {seconds:.3f} s")
 
 
+def own_prefix() -> str:
+    """A key prefix no other test uses: the tests that fault no node share one cluster."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
 def keys_on(cluster: ValkeyCluster, master_port: int, count: int) -> list[str]:
     """`count` keys whose slots `master_port` serves."""
     keys: list[str] = []
@@ -62,8 +68,9 @@ def keys_on(cluster: ValkeyCluster, master_port: int, count: int) -> list[str]:
 
 
 def test_the_cluster_covers_every_slot_with_three_masters_each_with_one_replica(
-    valkey_cluster: ValkeyCluster, record_property: RecordProperty
+    shared_valkey_cluster: ValkeyCluster, record_property: RecordProperty
 ) -> None:
+    valkey_cluster = shared_valkey_cluster
     assert valkey_cluster.startup_seconds is not None
     report(record_property, "startup_seconds", valkey_cluster.startup_seconds)
     masters, replicas = valkey_cluster.masters(), valkey_cluster.replicas()
@@ -84,8 +91,9 @@ def test_the_cluster_covers_every_slot_with_three_masters_each_with_one_replica(
 
 
 def test_every_node_runs_in_cluster_mode_with_an_append_only_file_synced_every_second(
-    valkey_cluster: ValkeyCluster,
+    shared_valkey_cluster: ValkeyCluster,
 ) -> None:
+    valkey_cluster = shared_valkey_cluster
     for node in valkey_cluster.nodes:
         with node.client() as client:
             config = client.config_get("*")
@@ -99,25 +107,29 @@ def test_every_node_runs_in_cluster_mode_with_an_append_only_file_synced_every_s
 
 
 def test_a_key_written_through_the_cluster_client_lands_on_the_master_serving_its_slot(
-    valkey_cluster: ValkeyCluster,
+    shared_valkey_cluster: ValkeyCluster,
 ) -> None:
+    valkey_cluster = shared_valkey_cluster
+    key = f"{own_prefix()}:customer:1"
     client = valkey_cluster.client()
-    client.set("customer:1", "Ada")
-    assert client.get("customer:1") == b"Ada"
-    owner = valkey_cluster.master_for_key("customer:1")
+    client.set(key, "Ada")
+    assert client.get(key) == b"Ada"
+    owner = valkey_cluster.master_for_key(key)
     with owner.client() as direct:
-        assert direct.get("customer:1") == b"Ada"
+        assert direct.get(key) == b"Ada"
     for other in valkey_cluster.masters():
         if other.port != owner.port:
             with other.client() as direct, pytest.raises(MovedError) as moved:
-                direct.get("customer:1")
+                direct.get(key)
             assert moved.value.node_addr == ("127.0.0.1", owner.port)
 
 
 def test_hash_tagged_keys_share_one_slot_and_one_master_so_one_script_spans_them(
-    valkey_cluster: ValkeyCluster,
+    shared_valkey_cluster: ValkeyCluster,
 ) -> None:
-    tagged = ["{customers}:meta", "{customers}:projector", "{customers}:tokens"]
+    valkey_cluster = shared_valkey_cluster
+    tag = "{" + own_prefix() + "}"
+    tagged = [f"{tag}:meta", f"{tag}:projector", f"{tag}:tokens"]
     slots = {valkey_cluster.slot_of(key) for key in tagged}
     assert len(slots) == 1
     assert len({valkey_cluster.master_for_key(key).port for key in tagged}) == 1
@@ -134,14 +146,16 @@ def test_hash_tagged_keys_share_one_slot_and_one_master_so_one_script_spans_them
 
 
 def test_one_node_address_is_enough_for_a_client_to_find_the_whole_cluster(
-    valkey_cluster: ValkeyCluster,
+    shared_valkey_cluster: ValkeyCluster,
 ) -> None:
+    valkey_cluster = shared_valkey_cluster
+    key = f"{own_prefix()}:found-from-one-address"
     assert valkey_cluster.url.startswith("redis://127.0.0.1:")
     client = RedisCluster.from_url(valkey_cluster.url)
     try:
         assert len(client.get_nodes()) == 6  # type: ignore[no-untyped-call]
-        client.set("found-from-one-address", "yes")
-        assert client.get("found-from-one-address") == b"yes"
+        client.set(key, "yes")
+        assert client.get(key) == b"yes"
     finally:
         client.close()
 
