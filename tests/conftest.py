@@ -15,7 +15,7 @@ from tests.support.require_stores import (  # noqa: F401  (hooks: REQUIRE_STORES
     pytest_sessionfinish,
 )
 from tests.support.servers import postgres_admin_url
-from tests.support.valkey_cluster import ValkeyCluster
+from tests.support.valkey_cluster import ClusterSupply, ValkeyCluster
 
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -103,29 +103,60 @@ def cli_env(tmp_path: Path, redis_url: str, redis_prefix: str) -> dict[str, str]
     }
 
 
+@pytest.fixture(scope="session")
+def _cluster_supply(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSupply]:
+    supply = ClusterSupply(tmp_path_factory.mktemp("valkey-clusters"))
+    yield supply
+    supply.close()
+
+
+def _prepare_for_the_next_test(request: pytest.FixtureRequest, supply: ClusterSupply) -> None:
+    """If the test run next takes a fresh cluster, start it now, while this one runs."""
+    items = request.session.items
+    here = items.index(request.node)
+    upcoming = items[here + 1] if here + 1 < len(items) else None
+    if upcoming is not None and "valkey_cluster" in getattr(upcoming, "fixturenames", ()):
+        supply.prepare()
+
+
 @pytest.fixture
-def valkey_cluster(tmp_path: Path) -> Iterator[ValkeyCluster]:
+def valkey_cluster(
+    request: pytest.FixtureRequest, _cluster_supply: ClusterSupply
+) -> Iterator[ValkeyCluster]:
     """A fresh 3-master + 3-replica Valkey Cluster from the bundled binary, for one test.
 
     Function scope on purpose: tests kill, hang and restart its nodes, which leaves masters
     and replicas swapped; a shared cluster would hand the next test another topology, or
     one still failing over. A fresh one costs about 2 s, most of it Valkey's own delay
-    before a new master accepts writes.
+    before a new master accepts writes: when the next test takes one too, it is started
+    while this test runs.
     """
-    with ValkeyCluster(tmp_path / "valkey-cluster") as cluster:
+    cluster = _cluster_supply.take()
+    _prepare_for_the_next_test(request, _cluster_supply)
+    try:
         yield cluster
+    finally:
+        cluster.close()
 
 
 @pytest.fixture(scope="module")
-def _module_valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
-    with ValkeyCluster(tmp_path_factory.mktemp("shared-valkey-cluster")) as cluster:
+def _module_valkey_cluster(_cluster_supply: ClusterSupply) -> Iterator[ValkeyCluster]:
+    cluster = _cluster_supply.take()
+    try:
         yield cluster
+    finally:
+        cluster.close()
 
 
 @pytest.fixture
-def shared_valkey_cluster(_module_valkey_cluster: ValkeyCluster) -> ValkeyCluster:
+def shared_valkey_cluster(
+    request: pytest.FixtureRequest,
+    _module_valkey_cluster: ValkeyCluster,
+    _cluster_supply: ClusterSupply,
+) -> ValkeyCluster:
     """One 3+3 Valkey Cluster for the tests of a module that neither fault its nodes nor
     move its slots (those take `valkey_cluster`): each works under a key prefix of its own,
     and gets it whole and in sync. Saves a fresh cluster's ~2 s per test."""
+    _prepare_for_the_next_test(request, _cluster_supply)
     _module_valkey_cluster.wait_until_healthy()
     return _module_valkey_cluster

@@ -15,10 +15,12 @@ is killed leaves no server behind.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -597,3 +599,47 @@ def _as_dict(reply: object) -> dict[str, Any]:
         return {_text(key): value for key, value in reply.items()}
     assert isinstance(reply, list), reply
     return {_text(key): value for key, value in zip(reply[::2], reply[1::2], strict=True)}
+
+
+class ClusterSupply:
+    """Fresh clusters, one per taker, the next one started ahead while a test runs.
+
+    A new cluster takes about 2 s before it accepts writes, most of it Valkey's own delay
+    after a node starts. `prepare()` starts one in the background; `take()` hands it out
+    (or starts one then, if none was prepared). No cluster is ever handed out twice.
+    One long-lived thread starts the prepared ones: a node dies with the thread that
+    started it, so that thread must outlive every test that uses its clusters.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._numbers = itertools.count()
+        self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-supply")
+        self._prepared: Future[ValkeyCluster] | None = None
+
+    def prepare(self) -> None:
+        if self._prepared is None:
+            self._prepared = self._starter.submit(self._started, self._new_folder())
+
+    def take(self) -> ValkeyCluster:
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            return prepared.result()
+        return self._started(self._new_folder())
+
+    def close(self) -> None:
+        """Kill the cluster prepared for nobody, if any, and end the starting thread."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            with contextlib.suppress(Exception):
+                prepared.result().close()
+        self._starter.shutdown()
+
+    def _new_folder(self) -> Path:
+        return self._folder / f"cluster-{next(self._numbers)}"
+
+    @staticmethod
+    def _started(folder: Path) -> ValkeyCluster:
+        cluster = ValkeyCluster(folder)
+        cluster.start()
+        return cluster
