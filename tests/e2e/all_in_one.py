@@ -36,6 +36,9 @@ def all_in_one(event_store_url: str, redis_url: str, redis_prefix: str) -> Itera
     projector = threading.Thread(target=run_live, args=(container.projector, stop), daemon=True)
     try:
         admin_key = container.write_service.issue_api_key("e2e-admin", "admin").key
+        # Projected before the app starts, so the read side's first look at the keys finds
+        # it (else the test waited for its next look, up to REFRESH_SECONDS later).
+        container.projector.catch_up()
         projector.start()
         app = build_app(container, write=True, read=True, wake_projector=container.projector.notify)
         with serving(app) as base_url:
