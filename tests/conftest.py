@@ -31,7 +31,7 @@ def small_pool(event_store_url: str) -> str:
     """The store URL with a pool of 2 on PostgreSQL (its own default opens 10 connections
     at start, 10 server processes per test) for tests that send one request at a time;
     the pool still grows by its overflow when more are needed at once."""
-    if not event_store_url.startswith("postgresql"):
+    if not event_store_url.startswith(("postgresql:", "postgres:")):
         return event_store_url
     return with_query(event_store_url, pool_size="2")
 

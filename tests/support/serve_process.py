@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from runtime.processes import free_port
+from runtime.redis_store import STATE_FILE
 from tests.support import local_http
 from tests.support.waiting import wait_until
 
@@ -64,9 +67,24 @@ def serve(
         assert wait_until(lambda: _answers(running), deadline=30), running.log
         yield running
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # the test left it running
             process.kill()
             process.wait()
+            _kill_embedded_redis_left_behind(data_dir)
+
+
+def _kill_embedded_redis_left_behind(data_dir: Path) -> None:
+    """An embedded Redis that serve restarted (from its supervisor's thread, so no signal
+    of the kernel's ties it to serve) outlives serve killed -9 until the next start on
+    the same DATA_DIR; a test's is never started again, so each run left one running."""
+    try:
+        pid = int(json.loads((data_dir / "redis" / STATE_FILE).read_text())["pid"])
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, KeyError):
+        return
+    if b"valkey-server" in command:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _answers(running: ServeProcess) -> bool:
