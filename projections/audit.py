@@ -16,15 +16,24 @@ import orjson
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
 from contract.application import APPLICATION_NAME
+from projections.customer_record import (
+    FIRST_CHUNK,
+    MAX_CHUNKS,
+    applied_position,
+    bucket_records,
+    fields_of,
+    read_customer,
+    record_of,
+)
 from projections.customer_view import CustomerRecord, apply, fold
 from projections.dead_letters import skipped_positions
 from projections.generation import current_generation
-from projections.read_model import Keys, applied_position, read_customer
+from projections.read_model import Keys
 from projections.redis_client import RedisClient
 from projections.replay import PAGE, customer_changes, key_index, notifications
 from write_side.store_adapter.queries import notifications_of_customer
 
-LiveFields = tuple[bytes, bytes | int, bytes | int]  # a customer hash's d, s, o
+LiveFields = tuple[bytes, bytes | int, bytes | int]  # a customer's record, spent, orders
 
 
 @dataclass(frozen=True)
@@ -162,8 +171,12 @@ def _audit_one(
     customer_id: int,
 ) -> None:
     """One customer from the events naming it alone, not the whole log."""
-    actual = dict(_read_batch(client, [keys.customer(report.generation, customer_id).encode()]))
-    live = actual.get(customer_id)
+    bucket = keys.bucket(report.generation, customer_id)
+    values: list[Any] = client.hmget(bucket, list(fields_of(customer_id)))
+    record = record_of(values)
+    live: LiveFields | None = None
+    if record is not None:
+        live = (record, values[MAX_CHUNKS] or 0, values[MAX_CHUNKS + 1] or 0)
     # Compared at the read model's position, or at the customer's own guard if a live
     # projector has moved it further.
     upto = report.position if live is None else max(report.position, applied_position(live[0]))
@@ -192,7 +205,20 @@ def _reporting(
 
 
 def _count_live(client: RedisClient, keys: Keys, generation: int) -> int:
-    return sum(1 for _ in client.scan_iter(match=keys.customer_pattern(generation), count=5000))
+    """How many customers the generation holds (their first chunk fields, counted)."""
+    names = [
+        name
+        for name in client.scan_iter(match=keys.bucket_pattern(generation), count=5000)
+        if keys.bucket_number(name, generation) is not None
+    ]
+    count = 0
+    for start in range(0, len(names), 1000):
+        pipe = client.pipeline(transaction=False)
+        for name in names[start : start + 1000]:
+            pipe.hkeys(name)
+        for fields in pipe.execute():
+            count += sum(1 for field in fields if field.endswith(FIRST_CHUNK))
+    return count
 
 
 def _compare_keys(
@@ -218,26 +244,30 @@ def _compare_keys(
 def _live_records(
     client: RedisClient, keys: Keys, generation: int, mine: Callable[[int], bool]
 ) -> Iterator[tuple[int, LiveFields]]:
-    """The customer hashes of this share, read in pipelined batches as the scan goes."""
-    batch: list[bytes] = []
-    for name in client.scan_iter(match=keys.customer_pattern(generation), count=2000):
-        if mine(int(name.rsplit(b":", 1)[1])):
-            batch.append(name)
-        if len(batch) >= 1000:
-            yield from _read_batch(client, batch)
+    """The customers of this share, their buckets read in pipelined batches as the scan goes."""
+    batch: list[tuple[int, bytes]] = []
+    for name in client.scan_iter(match=keys.bucket_pattern(generation), count=2000):
+        bucket = keys.bucket_number(name, generation)
+        if bucket is not None:
+            batch.append((bucket, name))
+        if len(batch) >= 200:
+            yield from _read_buckets(client, batch, mine)
             batch = []
-    yield from _read_batch(client, batch)
+    yield from _read_buckets(client, batch, mine)
 
 
-def _read_batch(client: RedisClient, names: list[bytes]) -> Iterator[tuple[int, LiveFields]]:
-    if not names:
+def _read_buckets(
+    client: RedisClient, buckets: list[tuple[int, bytes]], mine: Callable[[int], bool]
+) -> Iterator[tuple[int, LiveFields]]:
+    if not buckets:
         return
     pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.hmget(name, "d", "s", "o")
-    for name, values in zip(names, pipe.execute(), strict=True):
-        if values[0] is not None:
-            yield int(name.rsplit(b":", 1)[1]), (values[0], values[1] or 0, values[2] or 0)
+    for _, name in buckets:
+        pipe.hgetall(name)
+    for (bucket, _), fields in zip(buckets, pipe.execute(), strict=True):
+        for customer_id, record, spent, orders in bucket_records(bucket, fields):
+            if mine(customer_id):
+                yield customer_id, (record, spent, orders)
 
 
 def _compare(

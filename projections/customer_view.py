@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-import orjson
-
 from contract.customer_document import PROFILE_FIELDS
+from projections.customer_record import encode_record
 from projections.event_decoding import (
     DEACTIVATED,
     LOGGED_IN,
@@ -38,15 +37,11 @@ class CustomerRecord:
     orders: int = 0
 
     def fields(self) -> tuple[bytes, int, int]:
-        """The customer hash's (d, s, o) fields, as the projector stores them."""
-        doc = [
-            str(self.position),
-            1 if self.active else 0,
-            self.date_joined,
-            self.last_login,
-            *self.profile,
-        ]
-        return orjson.dumps(doc), self.spent, self.orders
+        """The customer's record, spent and orders, as the projector stores them."""
+        record = encode_record(
+            self.position, self.active, self.date_joined, self.last_login, self.profile
+        )
+        return record, self.spent, self.orders
 
 
 def apply(record: CustomerRecord, change: CustomerChange) -> CustomerRecord:

@@ -1,8 +1,11 @@
 """A page of stored events as the Redis commands that apply it: grouped, encoded, sent.
 
 Each customer the page touches gets one guarded script call carrying all its changes,
-and the API key index one more. The calls are encoded to the Redis protocol once, in the
-reader thread, and sent in one write with every reply read back (a raw pipeline).
+the API key index one more, and each partition the page touches a last one that moves
+its checkpoint to the page's end. Every call is fenced by the checkpoint the partition
+held after the last page that touched it, so nothing lands on a partition that lost data.
+The calls are encoded to the Redis protocol once, in the reader thread, and sent in one
+write with every reply read back (a raw pipeline).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hiredis
 import orjson
 from redis.exceptions import NoScriptError
 
+from projections.customer_record import compact_time, encode_text, offset_of
 from projections.event_decoding import (
     LOGGED_IN,
     PROFILE_UPDATED,
@@ -24,11 +28,12 @@ from projections.event_decoding import (
     decode_row,
 )
 from projections.notification_log import Row
-from projections.read_model import Keys
+from projections.read_model import Keys, partition_of
 from projections.redis_client import RawCommand, RedisClient, send_raw
-from projections.scripts import apply_customer, apply_keys
+from projections.scripts import advance_checkpoint, apply_customer, apply_keys
 
 CustomerCalls = list[tuple[int, list[str | int]]]  # (customer id, its script's arguments)
+Fences = dict[int, int]  # partition -> the checkpoint it must hold (after the last page)
 
 
 class PreparedPage(NamedTuple):
@@ -38,6 +43,7 @@ class PreparedPage(NamedTuple):
     keys_ops: bytes | None
     generation: int  # the generation `commands` were encoded for
     commands: list[RawCommand]  # the page's scripts in the Redis protocol, with their keys
+    partitions: list[int]  # the partitions the page touches (their checkpoints move)
     last: int  # the last position this page settles (before a poison event, if any)
     events: int
     poison: UnprojectableEventError | None
@@ -47,10 +53,29 @@ class ProjectionStoreError(Exception):
     """Redis refused a step (e.g. a key of the wrong type); the page is not recorded."""
 
 
+class PartitionsRolledBackError(Exception):
+    """Partitions hold a checkpoint below their fence: their node lost data. Nothing of
+    the page was written onto them; `found` is what each still holds."""
+
+    def __init__(self, found: dict[int, int]) -> None:
+        super().__init__(f"{len(found)} partition(s) went back, e.g. {min(found.items())}")
+        self.found = found
+
+
 def prepare_page(
-    page: Sequence[Row], keys: Keys, generation: int, is_skipped: Callable[[int], bool]
+    page: Sequence[Row],
+    keys: Keys,
+    generation: int,
+    is_skipped: Callable[[int], bool],
+    fences: Fences,
+    only: frozenset[int] | None = None,
 ) -> PreparedPage:
-    """The page as ready-to-send script calls; stops at a poison event not skipped."""
+    """The page as ready-to-send script calls; stops at a poison event not skipped.
+
+    `fences` are the checkpoints the partitions hold before this page; the touched ones
+    are moved to the page's end, for the next page. With `only`, just those partitions'
+    customers are applied (a partition's repair), and no API key change.
+    """
     by_customer: dict[int, list[CustomerChange]] = {}
     key_changes: list[KeyChange] = []
     last = page[-1][0]
@@ -66,45 +91,81 @@ def prepare_page(
         if change is None:
             continue
         if type(change) is CustomerChange:
+            if only is not None and partition_of(change.customer_id) not in only:
+                continue
             changes = by_customer.get(change.customer_id)
             if changes is None:
                 by_customer[change.customer_id] = [change]
             else:
                 changes.append(change)
-        else:
+        elif only is None:
             assert isinstance(change, KeyChange)
             key_changes.append(change)
     customers = [
         (customer_id, _customer_args(changes)) for customer_id, changes in by_customer.items()
     ]
     keys_ops = _key_ops(key_changes) if key_changes else None
-    commands = encode_commands(keys, generation, customers, keys_ops)
-    return PreparedPage(customers, keys_ops, generation, commands, last, len(page), poison)
+    partitions = sorted({partition_of(customer_id) for customer_id in by_customer})
+    commands = encode_commands(keys, generation, customers, keys_ops, partitions, fences, last)
+    for partition in partitions:
+        fences[partition] = last
+    return PreparedPage(
+        customers, keys_ops, generation, commands, partitions, last, len(page), poison
+    )
 
 
 def encode_commands(
-    keys: Keys, generation: int, customers: CustomerCalls, keys_ops: bytes | None
+    keys: Keys,
+    generation: int,
+    customers: CustomerCalls,
+    keys_ops: bytes | None,
+    partitions: list[int],
+    fences: Fences,
+    last: int,
 ) -> list[RawCommand]:
-    """The page's script calls on one generation's keys, in the Redis protocol."""
-    prefix = f"{keys.prefix}:g{generation}:c:"
+    """The page's script calls on one generation's keys, in the Redis protocol: the
+    customers' and the key index's, then the touched partitions' checkpoints."""
     sha = apply_customer.sha
     commands = []
+    checkpoints = {p: keys.checkpoint(generation, p).encode() for p in partitions}
     for customer_id, args in customers:
-        key = (prefix + str(customer_id)).encode()
-        commands.append((key, _evalsha(sha, key, *args)))
+        key = keys.bucket(generation, customer_id).encode()
+        partition = partition_of(customer_id)
+        fence = fences.get(partition, 0)
+        commands.append(
+            (
+                key,
+                _evalsha(sha, (key, checkpoints[partition]), offset_of(customer_id), fence, *args),
+            )
+        )
     if keys_ops is not None:
         key = keys.api_keys(generation).encode()
-        commands.append((key, _evalsha(apply_keys.sha, key, keys_ops)))
+        commands.append((key, _evalsha(apply_keys.sha, (key,), keys_ops)))
+    for partition, key in checkpoints.items():
+        commands.append(_advance(key, last, fences.get(partition, 0)))
     return commands
+
+
+def checkpoint_command(
+    keys: Keys, generation: int, partition: int, position: int, fence: int
+) -> RawCommand:
+    """Move a partition's checkpoint up to `position`, fenced like the page's calls."""
+    return _advance(keys.checkpoint(generation, partition).encode(), position, fence)
+
+
+def _advance(key: bytes, position: int, fence: int) -> RawCommand:
+    return key, _evalsha(advance_checkpoint.sha, (key,), position, fence)
 
 
 def load_scripts(client: RedisClient) -> None:
     apply_customer.load(client)
     apply_keys.load(client)
+    advance_checkpoint.load(client)
 
 
-def execute(client: RedisClient, commands: list[RawCommand]) -> None:
-    """Send the commands; raises ProjectionStoreError if Redis refuses one."""
+def execute(client: RedisClient, keys: Keys, commands: list[RawCommand]) -> None:
+    """Send the commands; raises PartitionsRolledBackError if a fence refused some, and
+    ProjectionStoreError if Redis refused another step."""
     for attempt in range(2):
         errors = send_raw(client, commands)
         if not errors:
@@ -114,7 +175,22 @@ def execute(client: RedisClient, commands: list[RawCommand]) -> None:
             # the chunk again; the guards make the repeat harmless.
             load_scripts(client)
             continue
+        found = _rolled_back(keys, [str(error) for error in errors])
+        if found:
+            raise PartitionsRolledBackError(found)
         raise ProjectionStoreError(f"Redis refused a projection step: {errors[0]}")
+
+
+def _rolled_back(keys: Keys, messages: list[str]) -> dict[int, int]:
+    """partition -> checkpoint found, from the fences' ROLLBACK replies."""
+    found: dict[int, int] = {}
+    for message in messages:
+        words = message.split()
+        if len(words) == 3 and words[0] == "ROLLBACK" and words[1].isdigit():
+            partition = keys.partition_of_key(words[2])
+            if partition is not None:
+                found[partition] = int(words[1])
+    return found
 
 
 def _customer_args(changes: list[CustomerChange]) -> list[str | int]:
@@ -132,14 +208,14 @@ def _customer_args(changes: list[CustomerChange]) -> list[str | int]:
         args += (change.position, kind, spent_from_here, orders_from_here)
         if kind == REGISTERED:
             joined, profile = change.value
-            args.append(joined)
-            args += ["" if value is None else "=" + value for value in profile]
+            args.append(compact_time(joined))
+            args += [encode_text(value) for value in profile]
         elif kind == PROFILE_UPDATED:
             args.append(len(change.value))
             for index, value in change.value:
-                args += (index, "" if value is None else "=" + value)
+                args += (index, encode_text(value))
         elif kind == LOGGED_IN:
-            args.append(change.value)
+            args.append(compact_time(change.value))
     return args
 
 
@@ -149,8 +225,8 @@ def _key_ops(changes: list[KeyChange]) -> bytes:
     )
 
 
-def _evalsha(sha: str, key: bytes, *args: str | int | bytes) -> bytes:
-    """EVALSHA sha 1 key args... in the Redis protocol (RESP), encoded by hiredis in C."""
-    command: Any = ("EVALSHA", sha, 1, key, *args)  # hiredis's stub types it too narrowly
+def _evalsha(sha: str, keys: tuple[bytes, ...], *args: str | int | bytes) -> bytes:
+    """EVALSHA sha numkeys keys... args... in the Redis protocol (RESP), encoded by hiredis."""
+    command: Any = ("EVALSHA", sha, len(keys), *keys, *args)  # hiredis's stub: too narrow
     packed: bytes = hiredis.pack_command(command)
     return packed

@@ -28,13 +28,16 @@ from projections.generation import DROP_GRACE_SECONDS, claim_layout, current_gen
 from projections.heartbeat import BEAT_SECONDS, Heartbeat
 from projections.notification_log import Prefetch, Row, page_reader
 from projections.page_commands import (
+    Fences,
+    PartitionsRolledBackError,
     PreparedPage,
     encode_commands,
     execute,
     load_scripts,
     prepare_page,
 )
-from projections.read_model import Keys
+from projections.partition_repair import partitions_behind, read_floors, replay_partitions
+from projections.read_model import Keys, floor_field
 from projections.redis_client import RedisClient
 from projections.repair import ReadModelLostError, Repair, check_unchanged, read_marker
 from projections.tracking import RedisTrackingRecorder, TrackingRolledBackError
@@ -89,6 +92,9 @@ class Projector:
         self.generation = 0
         self.tracking: RedisTrackingRecorder
         self.position = 0
+        # Each partition's checkpoint as this projector last wrote (or found) it: the fence
+        # its next page is sent with.
+        self.fences: Fences = {}
         self.repair = Repair(client, keys)
         self.verified_at = float("-inf")  # when Redis was last found holding what we wrote
         # A page is being written and its position not yet recorded: if Redis turns out to
@@ -139,6 +145,7 @@ class Projector:
         Raises ReadModelLostError if it does not (nothing was written onto it since).
         """
         self._check_unchanged()
+        self._check_partitions()
         following = self.generation if self._follow else None
         self.repair.adopt(read_marker(self.client, self.keys), following)
         self.repair.finish_if_reached(self.position)
@@ -170,19 +177,25 @@ class Projector:
             self._follow_generation()
         while True:
             generation = self.generation
-            pages = Prefetch(self._read, self.position, self.page_size, self._prepare)
+            fences = dict(self.fences)  # the reader thread's own, moved on as it prepares
+
+            def prepare(page: Sequence[Row], fences: Fences = fences) -> PreparedPage:
+                return prepare_page(page, self.keys, self.generation, self._is_skipped, fences)
+
+            pages = Prefetch(self._read, self.position, self.page_size, prepare)
             try:
                 for page in pages:
-                    self._project_page(page)
+                    try:
+                        self._project_page(page)
+                    except PartitionsRolledBackError as rolled_back:
+                        self._repair_partitions(rolled_back.found)
+                        break  # read the page again, on the repaired partitions
                     if self.generation != generation:
                         break  # a rebuild switched generations: read on from its position
                 else:
                     return self.position
             finally:
                 pages.close()
-
-    def _prepare(self, page: Sequence[Row]) -> PreparedPage:
-        return prepare_page(page, self.keys, self.generation, self._is_skipped)
 
     def _is_skipped(self, position: int) -> bool:
         return is_skipped(self.client, self.keys, position)
@@ -193,7 +206,7 @@ class Projector:
         self._step("after-apply")
         if page.last > self.position:
             self._step("before-position")
-            self._record_position(page.last)
+            self._record_position(page.last, page.partitions)
             self._step("after-position")
         self._page_unconfirmed = False
         if self._on_page is not None:
@@ -205,14 +218,19 @@ class Projector:
     def _apply(self, page: PreparedPage) -> None:
         commands = page.commands
         if page.generation != self.generation:  # a switch since the page was prepared
-            commands = encode_commands(self.keys, self.generation, page.customers, page.keys_ops)
+            commands = encode_commands(
+                self.keys, self.generation, page.customers, page.keys_ops,
+                page.partitions, self.fences, page.last,
+            )  # fmt: skip
         # Writing onto a Redis that lost data would leave guards ahead of what records hold.
         self._check_unchanged()
         self._page_unconfirmed = True
         for start in range(0, len(commands), self.chunk):
             if start:
                 self._step("mid-apply")
-            execute(self.client, commands[start : start + self.chunk])
+            execute(self.client, self.keys, commands[start : start + self.chunk])
+        for partition in page.partitions:
+            self.fences[partition] = page.last
 
     def _check_unchanged(self) -> None:
         check_unchanged(
@@ -225,9 +243,30 @@ class Projector:
             page_unconfirmed=self._page_unconfirmed,
         )
 
-    def _record_position(self, position: int) -> None:
+    def _check_partitions(self) -> None:
+        """Replay what partitions lost if their checkpoints went below what was written."""
+        lost = partitions_behind(self.client, self.keys, self.generation, self.fences)
+        if lost:
+            self._repair_partitions(lost)
+
+    def _repair_partitions(self, found: dict[int, int]) -> None:
+        """Replay into the partitions that went back what they lost, up to our position."""
+        logger.warning(
+            "%d partition(s) of the read model went back (their node lost data), e.g. "
+            "partition %d to position %d: replaying what they lost",
+            len(found), *min(found.items()),
+        )  # fmt: skip
+        replay_partitions(
+            self._read, self.client, self.keys, self.generation, found, self.position,
+            self._is_skipped, self.fences,
+        )  # fmt: skip
+
+    def _record_position(self, position: int, partitions: Sequence[int] = ()) -> None:
+        floors = [(floor_field(p), str(position)) for p in partitions]
         try:
-            self.tracking.advance(self.application_name, position, recorded=self.position)
+            self.tracking.advance(
+                self.application_name, position, recorded=self.position, floors=floors
+            )
         except TrackingRolledBackError as rolled_back:
             if self._follow and self._generation_switched():
                 self._follow_generation()
@@ -278,6 +317,7 @@ class Projector:
         self.generation = generation
         self.tracking = RedisTrackingRecorder(self.client, self.keys, generation)
         self.position = self.tracking.max_tracking_id(self.application_name) or 0
+        self.fences = read_floors(self.client, self.keys, generation)
 
     def _step(self, name: str) -> None:
         if self._fault is not None:

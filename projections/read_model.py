@@ -1,10 +1,14 @@
-"""The Redis read model: key layout and record encoding, in one place.
+"""The Redis read model's key layout: where each customer, checkpoint and meta record lives.
 
-Key layout (PREFIX defaults to "customers"; generations make rebuilds blue/green):
+Layout v2 (PREFIX defaults to "customers"; generations make rebuilds blue/green):
 
     {PREFIX}:generation            current generation number (string int)
-    {PREFIX}:g{N}:tracking         hash: application name -> last applied position, and
-                                   "layout" -> the LAYOUT the generation was written in
+    {PREFIX}:g{N}:tracking         hash: application name -> last applied position;
+                                   "layout" -> the LAYOUT the generation was written in;
+                                   "p{P}" -> partition P's checkpoint as last confirmed
+                                   (its floor: the partition's own checkpoint never holds
+                                   less unless the node holding it lost data)
+    {PREFIX}:g{N}:keys             hash: API key sha256 -> JSON [position, role, revoked 0|1]
     {PREFIX}:dead-letters          list of JSON poison-event reports
     {PREFIX}:skips                 hash: position -> JSON of an operator's decision to skip
     {PREFIX}:projector             hash: pid, host, position, head, at; a running projector
@@ -12,48 +16,51 @@ Key layout (PREFIX defaults to "customers"; generations make rebuilds blue/green
     {PREFIX}:projector:{host}:{pid}  the same, one per projector process (health checks)
     {PREFIX}:repair                hash: reason, target, detected_at, while Redis is being
                                    repaired after losing data (reads answer 503 meanwhile)
-    PREFIX:g{N}:c:{customer_id}    hash, one per customer (see below)
-    PREFIX:g{N}:keys               hash: API key sha256 -> JSON [position, role, revoked 0|1]
+    {PREFIX:P}:g{N}:b:{K}          hash: the customers of bucket K (ids 16K to 16K+15),
+                                   in partition P = K mod 256 (projections/customer_record)
+    {PREFIX:P}:g{N}:cp             partition P's checkpoint: every event of its customers
+                                   up to this position is applied
     PREFIX:positions               pub/sub channel: "{N}:{position}" after each applied page
 
 Meta keys share the hash tag {PREFIX}, so multi-key steps on them stay in one cluster
-slot. Every atomic step on customer data touches exactly one customer key.
+slot. A partition's buckets and its checkpoint share the tag {PREFIX:P}: one slot, one
+node, so a node that loses the tail of its writes (an AOF cut short, a failover to a
+replica that lagged) takes a partition's data and checkpoint back together, and the
+projector finds the checkpoint below its floor and replays just what that partition lost.
+Every atomic step on customer data touches one bucket and its partition's checkpoint.
 
-A customer hash has three fields:
-
-    d   JSON array: [position, active, date_joined, last_login, then the profile values
-                     in contract.customer_document's PROFILE order]
-        position is the last applied event store position, as a decimal string (the
-        per-customer guard that makes replays idempotent); active is 1 or 0; times are
-        UTC ISO 8601 with microseconds (so string order is time order); absent values null
-    s   total spent in integer minor units (cents), maintained with HINCRBY
-    o   total orders (placed minus cancelled), maintained with HINCRBY
-
-LAYOUT names this encoding. The projector records it in each generation it writes and
-refuses to write a generation recorded in another; a reader finding another answers 503
-and says why. A change of encoding (a profile field added, say) therefore takes a
-rebuild, and old and new versions never read each other's records.
+LAYOUT names this layout and the record encoding. The projector records it in each
+generation it writes and refuses to write a generation recorded in another; a reader
+finding another answers 503 and says why. A change of either (a profile field added, say)
+therefore takes a rebuild, and old and new versions never read each other's records.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contract.customer_document import PROFILE_FIELDS
 
-import orjson
-
-from contract.customer_document import PROFILE_FIELDS, customer_document
+# Customers per bucket hash, and partitions: fixed by LAYOUT (a change takes a rebuild).
+BUCKET_SIZE = 16
+PARTITIONS = 256
 
 LAYOUT_FIELD = "layout"
-LAYOUT = "1:" + ",".join(PROFILE_FIELDS)
+LAYOUT = f"2:p{PARTITIONS}:b{BUCKET_SIZE}:" + ",".join(PROFILE_FIELDS)
 
 DEFAULT_PREFIX = "customers"
-# The application whose notification log is projected: its field in the tracking hash.
 
-# Indexes into the `d` array.
-D_POSITION, D_ACTIVE, D_DATE_JOINED, D_LAST_LOGIN = 0, 1, 2, 3
-D_PROFILE = 4
 
-DOC_FIELD, SPENT_FIELD, ORDERS_FIELD = "d", "s", "o"
+def bucket_of(customer_id: int) -> int:
+    return customer_id // BUCKET_SIZE
+
+
+def partition_of(customer_id: int) -> int:
+    """The partition a customer's record and checkpoint live in."""
+    return (customer_id // BUCKET_SIZE) % PARTITIONS
+
+
+def floor_field(partition: int) -> str:
+    """The tracking hash's field holding a partition's confirmed checkpoint."""
+    return f"p{partition}"
 
 
 class Keys:
@@ -93,49 +100,50 @@ class Keys:
     def positions_channel(self) -> str:
         return f"{self.prefix}:positions"
 
-    def customer(self, generation: int, customer_id: int) -> str:
-        return f"{self.prefix}:g{generation}:c:{customer_id}"
-
-    def customer_pattern(self, generation: int) -> str:
-        return f"{self.prefix}:g{generation}:c:*"
-
     def api_keys(self, generation: int) -> str:
-        return f"{self.prefix}:g{generation}:keys"
+        return f"{self._meta}:g{generation}:keys"
 
-    def generation_pattern(self, generation: int) -> str:
-        return f"{self.prefix}:g{generation}:*"
+    def bucket(self, generation: int, customer_id: int) -> str:
+        """The hash holding a customer's record (see projections/customer_record.py)."""
+        bucket = customer_id // BUCKET_SIZE
+        return f"{{{self.prefix}:{bucket % PARTITIONS}}}:g{generation}:b:{bucket}"
 
+    def checkpoint(self, generation: int, partition: int) -> str:
+        return f"{{{self.prefix}:{partition}}}:g{generation}:cp"
 
-def format_minor_units(minor: int) -> str:
-    """Integer cents as a decimal string with exactly two places: 123450 -> "1234.50"."""
-    sign = "-" if minor < 0 else ""
-    units, cents = divmod(abs(minor), 100)
-    return f"{sign}{units}.{cents:02d}"
+    def bucket_pattern(self, generation: int) -> str:
+        """A SCAN pattern for a generation's buckets; filter with `bucket_number`."""
+        return f"{{{self.prefix}:*}}:g{generation}:b:*"
 
+    def bucket_number(self, name: bytes | str, generation: int) -> int | None:
+        """The bucket K of one of this prefix's bucket keys in `generation`, else None
+        (a SCAN by bucket_pattern may also match another prefix that starts like ours)."""
+        text = name.decode() if isinstance(name, bytes) else name
+        head, _, number = text.rpartition(f":g{generation}:b:")
+        tag = head.removeprefix(f"{{{self.prefix}:").removesuffix("}")
+        if len(tag) + len(self.prefix) + 3 != len(head) or not tag.isdigit():
+            return None
+        if not number.isdigit() or int(number) % PARTITIONS != int(tag):
+            return None
+        return int(number)
 
-def read_customer(
-    customer_id: int, doc: bytes | str, spent: bytes | str | int, orders: bytes | str | int
-) -> dict[str, Any]:
-    """The customer document (contract.customer_document) from a customer hash's fields."""
-    values = orjson.loads(doc)
-    return customer_document(
-        customer_id,
-        values[D_PROFILE : D_PROFILE + len(PROFILE_FIELDS)],
-        values[D_ACTIVE] in (1, "1", True),
-        values[D_DATE_JOINED],
-        values[D_LAST_LOGIN],
-        int(orders),
-        format_minor_units(int(spent)),
-    )
+    def partition_of_key(self, name: str) -> int | None:
+        """The partition a bucket or checkpoint key belongs to (from its hash tag)."""
+        tag = name.partition("}")[0].removeprefix(f"{{{self.prefix}:")
+        return int(tag) if tag.isdigit() else None
 
+    def generation_patterns(self, generation: int) -> list[str]:
+        """SCAN patterns covering a generation's keys: its partitions' (filter them with
+        `bucket_number`/`partition_of_key`), and layout 1's, left when moving from it."""
+        return [f"{{{self.prefix}:*}}:g{generation}:*", f"{self.prefix}:g{generation}:*"]
 
-def render_customer(
-    customer_id: int, doc: bytes | str, spent: bytes | str | int, orders: bytes | str | int
-) -> bytes:
-    """The 200 body as JSON bytes."""
-    return orjson.dumps(read_customer(customer_id, doc, spent, orders))
-
-
-def applied_position(doc: bytes | str) -> int:
-    """The last event store position applied to this customer."""
-    return int(orjson.loads(doc)[D_POSITION])
+    def is_generation_key(self, name: bytes | str, generation: int) -> bool:
+        text = name.decode() if isinstance(name, bytes) else name
+        if text.startswith(f"{self.prefix}:g{generation}:"):
+            return True  # layout 1's customers and keys
+        if text == self.api_keys(generation):
+            return True
+        partition = self.partition_of_key(text)
+        return partition is not None and text.startswith(
+            f"{{{self.prefix}:{partition}}}:g{generation}:"
+        )

@@ -149,12 +149,15 @@ def drop_generation(client: RedisClient, keys: Keys, generation: int) -> int:
         raise RebuildError(f"generation {generation} is the one being served")
     dropped = 0
     batch: list[bytes] = []
-    for key in client.scan_iter(match=keys.generation_pattern(generation), count=2000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            dropped += int(client.unlink(*batch))
-            batch.clear()
+    for pattern in keys.generation_patterns(generation):
+        for key in client.scan_iter(match=pattern, count=2000):
+            if not keys.is_generation_key(key, generation):
+                continue  # another prefix that starts like ours
+            batch.append(key)
+            if len(batch) >= 1000:
+                dropped += int(client.unlink(*batch))
+                batch.clear()
     if batch:
         dropped += int(client.unlink(*batch))
-    dropped += int(client.unlink(keys.tracking(generation)))
+    dropped += int(client.unlink(keys.api_keys(generation), keys.tracking(generation)))
     return dropped

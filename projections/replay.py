@@ -11,6 +11,7 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
+from projections.customer_record import read_customer
 from projections.customer_view import fold
 from projections.event_decoding import (
     CustomerChange,
@@ -19,7 +20,6 @@ from projections.event_decoding import (
     decode,
     event_time,
 )
-from projections.read_model import read_customer
 from projections.stored_fields import canonical_time
 
 PAGE = 5000

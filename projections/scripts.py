@@ -1,4 +1,4 @@
-"""Lua scripts: each atomic step touches one customer key, or only meta keys of one hash tag.
+"""Lua scripts: each atomic step touches one bucket and its checkpoint, or meta keys only.
 
 Money never goes through Lua arithmetic (Lua numbers are doubles): the projector sends
 exact integer strings and Redis adds them with HINCRBY. Positions are compared as Lua
@@ -12,31 +12,45 @@ import hashlib
 from redis.exceptions import NoScriptError
 
 from contract.customer_document import PROFILE_FIELDS
+from projections.customer_record import CHUNK, MAX_CHUNKS
 from projections.redis_client import RedisClient
 
-# KEYS[1] customer hash. ARGV[1] the position of the last change, as text; then each
-# change in position order as flat arguments (no JSON to decode: cjson.decode is the
-# costliest step a script can take):
+# KEYS[1] the customer's bucket hash, KEYS[2] its partition's checkpoint (one hash tag).
+# ARGV[1] the customer's offset in the bucket (its fields' first character); ARGV[2] the
+# fence: the checkpoint the partition must hold at least, or it lost data since and the
+# call is refused with ROLLBACK (nothing is written onto what is left); ARGV[3] the
+# position of the last change, as text; then each change in position order as flat
+# arguments (no JSON to decode: cjson.decode is the costliest step a script can take):
 #   position, kind, spent_from_here, orders_from_here, then by kind
 #   R: date_joined, the profile values (contract.customer_document's PROFILE order)
 #   P: count, then (profile index, value) pairs
 #   L: login time | D, A, O, C, F: nothing
-# where *_from_here sum that change and every later one, and a profile value is "" for
-# null or "=" followed by the text. Applies exactly the changes after the record's guard
-# (the position d starts with); returns how many it applied.
+# where *_from_here sum that change and every later one, and times and values are
+# already encoded as the record holds them (projections/customer_record.py). Applies
+# exactly the changes after the record's guard (its first value); returns how many.
 APPLY_CUSTOMER = f"""
-local profile_width = {len(PROFILE_FIELDS)}
-local raw = redis.call('HGET', KEYS[1], 'd')
+local profile_width, chunk, max_chunks = {len(PROFILE_FIELDS)}, {CHUNK}, {MAX_CHUNKS}
+local letters = {{'a', 'b', 'c', 'd'}}
+local fence = tonumber(ARGV[2])
+if fence > 0 then
+  local checkpoint = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if checkpoint < fence then
+    return redis.error_reply('ROLLBACK ' .. checkpoint .. ' ' .. KEYS[2])
+  end
+end
+local o = ARGV[1]
+local chunks = redis.call('HMGET', KEYS[1], o .. 'a', o .. 'b', o .. 'c', o .. 'd')
+local held = 0
+local raw = nil
+if chunks[1] then
+  raw = chunks[1] .. (chunks[2] or '') .. (chunks[3] or '') .. (chunks[4] or '')
+  for j = 1, max_chunks do if chunks[j] then held = j end end
+end
 local guard, tail = 0, nil
 if raw then
-  local _, stop, position = string.find(raw, '^%["(%d+)"')
-  guard = tonumber(position)
-  tail = string.sub(raw, stop + 1)
-end
-local null = cjson.null
-local function value(text)
-  if text == '' then return null end
-  return string.sub(text, 2)
+  local stop = string.find(raw, '\\31', 1, true)
+  guard = tonumber(string.sub(raw, 1, stop - 1))
+  tail = string.sub(raw, stop)
 end
 local function width(i)
   local kind = ARGV[i + 1]
@@ -45,17 +59,24 @@ local function width(i)
   if kind == 'L' then return 5 end
   return 4
 end
-local n, i = #ARGV, 2
+local n, i = #ARGV, 4
 while i <= n and tonumber(ARGV[i]) <= guard do i = i + width(i) end
 if i > n then return 0 end
 local first, applied, d = i, 0, nil
-local function doc()
+local function record()
   if not d then
+    d = {{}}
     if raw then
-      d = cjson.decode(raw)
+      local start = 1
+      while true do
+        local at = string.find(raw, '\\31', start, true)
+        if not at then d[#d + 1] = string.sub(raw, start) break end
+        d[#d + 1] = string.sub(raw, start, at - 1)
+        start = at + 1
+      end
     else
-      d = {{'0', 1, null, null}}
-      for j = 1, profile_width do d[4 + j] = null end
+      d[1], d[2], d[3], d[4] = '0', '1', '', ''
+      for j = 1, profile_width do d[4 + j] = '' end
     end
   end
   return d
@@ -63,39 +84,63 @@ end
 while i <= n do
   local kind = ARGV[i + 1]
   if kind == 'R' then
-    local record = doc()
-    record[2] = 1
-    record[3] = ARGV[i + 4]
-    for j = 1, profile_width do record[4 + j] = value(ARGV[i + 4 + j]) end
+    local r = record()
+    r[2] = '1'
+    r[3] = ARGV[i + 4]
+    for j = 1, profile_width do r[4 + j] = ARGV[i + 4 + j] end
   elseif kind == 'P' then
-    local record = doc()
+    local r = record()
     for j = 1, tonumber(ARGV[i + 4]) do
       local at = i + 3 + 2 * j
-      record[5 + tonumber(ARGV[at])] = value(ARGV[at + 1])
+      r[5 + tonumber(ARGV[at])] = ARGV[at + 1]
     end
   elseif kind == 'L' then
-    local record = doc()
-    if record[4] == null or ARGV[i + 4] > record[4] then record[4] = ARGV[i + 4] end
+    local r = record()
+    if r[4] == '' or ARGV[i + 4] > r[4] then r[4] = ARGV[i + 4] end
   elseif kind == 'D' then
-    doc()[2] = 0
+    record()[2] = '0'
   elseif kind == 'A' then
-    doc()[2] = 1
+    record()[2] = '1'
   end
   applied = applied + 1
   i = i + width(i)
 end
 local encoded
 if d or not raw then
-  local record = doc()
-  record[1] = ARGV[1]
-  encoded = cjson.encode(record)
+  local r = record()
+  r[1] = ARGV[3]
+  encoded = table.concat(r, '\\31')
 else
-  encoded = '["' .. ARGV[1] .. '"' .. tail  -- only totals moved: just the guard changes
+  encoded = ARGV[3] .. tail  -- only totals moved: just the guard changes
 end
-redis.call('HSET', KEYS[1], 'd', encoded)
-redis.call('HINCRBY', KEYS[1], 's', ARGV[first + 2])
-redis.call('HINCRBY', KEYS[1], 'o', ARGV[first + 3])
+local size, used = #encoded, 1
+if size <= chunk * max_chunks then
+  used = math.ceil(size / chunk)
+  local written = {{}}
+  for j = 1, used do
+    written[#written + 1] = o .. letters[j]
+    written[#written + 1] = string.sub(encoded, (j - 1) * chunk + 1, j * chunk)
+  end
+  redis.call('HSET', KEYS[1], unpack(written))
+else
+  redis.call('HSET', KEYS[1], o .. 'a', encoded)
+end
+for j = used + 1, held do redis.call('HDEL', KEYS[1], o .. letters[j]) end
+redis.call('HINCRBY', KEYS[1], o .. 's', ARGV[first + 2])
+redis.call('HINCRBY', KEYS[1], o .. 'o', ARGV[first + 3])
 return applied
+"""
+
+# KEYS[1] a partition's checkpoint. ARGV[1] the position every event of the partition is
+# applied up to now; ARGV[2] the fence, as for APPLY_CUSTOMER. Sent after the page's
+# customer calls on the same connection, so a node that keeps the checkpoint kept them.
+ADVANCE_CHECKPOINT = """
+local checkpoint = tonumber(redis.call('GET', KEYS[1]) or '0')
+if checkpoint < tonumber(ARGV[2]) then
+  return redis.error_reply('ROLLBACK ' .. checkpoint .. ' ' .. KEYS[1])
+end
+if checkpoint < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return checkpoint
 """
 
 # KEYS[1] API key index. ARGV[1] JSON [[position, position text, key hash, role or null,
@@ -127,9 +172,10 @@ return applied
 """
 
 # KEYS[1] tracking hash. ARGV[1] application name, ARGV[2] position, ARGV[3] the position
-# this writer recorded last (0: none). Positions only grow; a hash holding less than its
-# writer recorded has lost data (Redis restarted empty, restored from an older copy, or
-# flushed) and is refused with ROLLBACK, so the writer repairs instead of going on.
+# this writer recorded last (0: none), then (field, checkpoint) pairs: the partitions'
+# checkpoints the page confirmed, recorded as their floors. Positions only grow; a hash
+# holding less than its writer recorded has lost data (Redis restarted empty, restored
+# from an older copy, or flushed) and is refused with ROLLBACK, so the writer repairs.
 INSERT_TRACKING = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 local recorded = tonumber(current or '0')
@@ -140,6 +186,7 @@ if current and recorded >= tonumber(ARGV[2]) then
   return redis.error_reply('TRACKING position ' .. ARGV[2] .. ' is not after ' .. current)
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+for i = 4, #ARGV - 1, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
@@ -210,6 +257,7 @@ class Script:
 
 apply_customer = Script(APPLY_CUSTOMER)
 apply_keys = Script(APPLY_KEYS)
+advance_checkpoint = Script(ADVANCE_CHECKPOINT)
 insert_tracking = Script(INSERT_TRACKING)
 switch_generation = Script(SWITCH_GENERATION)
 mark_repair = Script(MARK_REPAIR)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from redis.exceptions import ResponseError
 
@@ -31,13 +33,23 @@ class RedisTrackingRecorder(TrackingRecorder):
     def insert_tracking(self, tracking: Tracking) -> None:
         self.advance(tracking.application_name, tracking.notification_id, recorded=0)
 
-    def advance(self, application_name: str, position: int, *, recorded: int) -> None:
-        """Record `position`, checking that the hash still holds `recorded` (ours, last).
+    def advance(
+        self,
+        application_name: str,
+        position: int,
+        *,
+        recorded: int,
+        floors: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Record `position`, checking that the hash still holds `recorded` (ours, last);
+        `floors` are partitions' checkpoints the same page confirmed, recorded with it.
 
         Raises IntegrityError when the hash is at `position` or beyond already (another
         writer got there first), TrackingRolledBackError when it holds less than `recorded`.
         """
         args = [application_name, str(position), str(recorded)]
+        for field, checkpoint in floors:
+            args += (field, checkpoint)
         try:
             insert_tracking(self.client, [self.key], args)
         except ResponseError as error:

@@ -85,7 +85,7 @@ class ClusterAwareLink:
     # A cluster
 
     def _route(self, *args: str | bytes | int) -> Awaitable[Any]:
-        key = args[1]
+        key = args[3] if args[0] in _SCRIPT_COMMANDS else args[1]  # a script: its first key
         slot = key_slot(key if isinstance(key, bytes) else str(key).encode())
         return self._execute_routed(slot, args)
 
@@ -181,6 +181,9 @@ class ClusterAwareLink:
         self.connections += 1
         if self.on_connect is not None:
             self.on_connect()
+
+
+_SCRIPT_COMMANDS = ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO")
 
 
 def _address(reply: str) -> Address:

@@ -13,12 +13,12 @@ import contextlib
 import logging
 import time
 
-import redis.asyncio as aioredis
-
 from contract.application import APPLICATION_NAME
-from projections.read_model import LAYOUT, LAYOUT_FIELD, Keys
+from projections.partition_repair import floors_from
+from projections.read_model import LAYOUT, LAYOUT_FIELD, PARTITIONS, Keys, partition_of
 from projections.repair import REPAIR_ANNOUNCEMENT, RepairMarker, parse_marker
 from projections.status import status_from
+from read_side.positions_listener import listen_for_positions
 from read_side.redis_link import CommandLink, RedisReplyError, StoreUnavailableError
 from read_side.state_records import (
     FIRST_GENERATION,
@@ -36,6 +36,12 @@ log = logging.getLogger("customers.read")
 # within that bound.
 REFRESH_SECONDS = 0.25
 MAX_STALENESS_SECONDS = 1.0
+
+# The tracking hash and the API keys in one atomic read (both under the meta hash tag), so
+# the keys are known to include everything up to the position read with them.
+READ_META = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+"""
 
 
 class ProjectionState:
@@ -71,6 +77,10 @@ class ProjectionState:
         self.keys_floor = 0
         self.repair: RepairMarker | None = None
         self.layout: str | None = None  # as the generation records it (None: not recorded)
+        # Partitions whose checkpoint is below its floor: their node lost data, and the
+        # projector is replaying it; their customers are answered 503 meanwhile.
+        self.lost_partitions: frozenset[int] = frozenset()
+        self.floors: dict[int, int] = {}
         # The running projector's heartbeat (None: none seen lately) and dead letters.
         self.projector: dict[str, str] | None = None
         self.dead_letters = 0
@@ -100,10 +110,15 @@ class ProjectionState:
         with contextlib.suppress(StoreUnavailableError, RedisReplyError):
             await self.refresh()
 
-    async def position_went_back(self, generation: int, position: int) -> bool:
-        """Whether Redis now holds less than `position` of `generation` (read before)."""
-        raw = await self._link.execute("HGET", self._keys.tracking(generation), self._upstream)
-        if as_int(raw) >= position:
+    async def position_went_back(self, generation: int, position: int, customer_id: int) -> bool:
+        """Whether Redis now holds less than `position` of `generation` (read before), or
+        less than its floor in the customer's partition."""
+        partition = partition_of(customer_id)
+        tracking, checkpoint = await asyncio.gather(
+            self._link.execute("HGET", self._keys.tracking(generation), self._upstream),
+            self._link.execute("GET", self._keys.checkpoint(generation, partition)),
+        )
+        if as_int(tracking) >= position and as_int(checkpoint) >= self.floors.get(partition, 0):
             return False
         self.recheck_soon()  # the refresh records the loss for every later request
         return True
@@ -115,7 +130,10 @@ class ProjectionState:
             log.warning("read model not reachable at start: %s", error)
         self._tasks = [
             asyncio.create_task(self._refresh_forever(), name="read-model-refresh"),
-            asyncio.create_task(self._listen_forever(), name="read-model-positions"),
+            asyncio.create_task(
+                listen_for_positions(self._redis_url, self._keys.positions_channel, self.announce),
+                name="read-model-positions",
+            ),
         ]
 
     async def stop(self) -> None:
@@ -155,21 +173,36 @@ class ProjectionState:
         seen_generation, seen_position = self.generation, self.position
         generation = generation_of(await self._link.execute("GET", self._keys.generation))
         connection = self._link.connections
-        tracking, grants, repair, projector, letters, skipped = await asyncio.gather(
-            self._link.execute(
-                "HMGET", self._keys.tracking(generation), self._upstream, LAYOUT_FIELD
+        tracking_key, keys_key = self._keys.tracking(generation), self._keys.api_keys(generation)
+        checkpoints_read = asyncio.gather(
+            *(
+                self._link.execute("GET", self._keys.checkpoint(generation, partition))
+                for partition in range(PARTITIONS)
             ),
-            self._link.execute("HGETALL", self._keys.api_keys(generation)),
+            return_exceptions=True,  # a master down: its partitions unknown, the rest served
+        )
+        meta, repair, projector, letters, skipped = await asyncio.gather(
+            self._link.execute("EVAL", READ_META, 2, tracking_key, keys_key),
             self._link.execute("HGETALL", self._keys.repair),
             self._link.execute("HGETALL", self._keys.projector),
             self._link.execute("LRANGE", self._keys.dead_letters, 0, -1),
             self._link.execute("HKEYS", self._keys.skips),
         )
+        checkpoints = await checkpoints_read
+        tracking_flat, grants = meta
+        tracking = dict(zip(tracking_flat[::2], tracking_flat[1::2], strict=True))
         self.projector = as_text_dict(projector) or None
         self.dead_letters = status_from(0, 0, 0, letters, skipped)["dead_letters"]
         self.grants = parse_grants(grants)
-        self.grants_position = as_int(tracking[0])
-        layout = tracking[1].decode() if tracking[1] is not None else None
+        self.grants_position = as_int(tracking.get(self._upstream.encode()))
+        self.floors = floors_from(tracking)
+        self.lost_partitions = frozenset(
+            partition
+            for partition, floor in self.floors.items()
+            if _held(checkpoints[partition]) < floor
+        )
+        raw_layout = tracking.get(LAYOUT_FIELD.encode())
+        layout = raw_layout.decode() if raw_layout is not None else None
         if layout != self.layout and layout not in (None, LAYOUT):
             log.error(
                 "generation %d of the read model is in layout %r; this version reads %r: "
@@ -268,26 +301,7 @@ class ProjectionState:
                     log.warning("read model reachable again")
                 failing = False
 
-    async def _listen_forever(self) -> None:
-        lost = False
-        while True:
-            client = aioredis.Redis.from_url(
-                self._redis_url,
-                socket_connect_timeout=0.25,
-                socket_timeout=None,
-                health_check_interval=5,
-            )
-            try:
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(self._keys.positions_channel)
-                lost = False
-                async for message in pubsub.listen():
-                    self.announce(message["data"])
-            except (OSError, aioredis.RedisError) as error:
-                if not lost:  # the refresh keeps positions moving meanwhile
-                    log.warning("positions channel lost, resubscribing: %s", error)
-                lost = True
-            finally:
-                with contextlib.suppress(Exception):
-                    await client.aclose()
-            await asyncio.sleep(0.5)
+
+def _held(checkpoint: bytes | BaseException | None) -> int:
+    """A partition's checkpoint as read; -1 if its node did not answer (not known)."""
+    return -1 if isinstance(checkpoint, BaseException) else as_int(checkpoint)

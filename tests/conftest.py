@@ -84,7 +84,7 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     yield prefix
     client = redis.Redis.from_url(redis_url)
     try:
-        for pattern in (f"{prefix}:*", f"{{{prefix}}}:*"):
+        for pattern in (f"{prefix}:*", f"{{{prefix}}}:*", f"{{{prefix}:*"):
             keys = list(client.scan_iter(match=pattern, count=1000))
             for start in range(0, len(keys), 500):
                 client.delete(*keys[start : start + 500])

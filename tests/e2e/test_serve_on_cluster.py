@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from projections.read_model import Keys
+from projections.read_model import BUCKET_SIZE, Keys
 from projections.replay import history
 from runtime.event_store import open_customer_service
 from tests.support import local_http
@@ -40,6 +40,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 CUSTOMERS = str(Path(sys.executable).with_name("customers"))
 CUSTOMER_COUNT = 40
+CUSTOMERS_ONE_PER_BUCKET = range(1, CUSTOMER_COUNT + 1, BUCKET_SIZE)
 RECOVERY_DEADLINE_SECONDS = 30.0
 
 
@@ -96,7 +97,7 @@ class Deployment:
 def deployment(cluster: ValkeyCluster, tmp_path: Path) -> Iterator[Deployment]:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    prefix = f"c{uuid.uuid4().hex[:8]}"
+    prefix = _prefix_on_every_master(cluster)
     env = {
         **os.environ,
         "DATA_DIR": str(data_dir),
@@ -123,13 +124,30 @@ def _new_key(running: Deployment, role: str) -> str:
     return created.stdout.strip()
 
 
+def _prefix_on_every_master(cluster: ValkeyCluster) -> str:
+    """A fresh prefix whose first customers' partitions lie on every master.
+
+    Customers are kept 16 to a bucket, so the 40 here fill three partitions, which a
+    random prefix puts on all three masters only now and then; a larger read model's
+    partitions cover every master anyway.
+    """
+    masters = {m.name for m in cluster.masters()}
+    while True:
+        keys = Keys(f"c{uuid.uuid4().hex[:8]}")
+        holding = {
+            cluster.master_for_key(keys.bucket(1, cid)).name for cid in CUSTOMERS_ONE_PER_BUCKET
+        }
+        if holding == masters:
+            return keys.prefix
+
+
 def _customer_on(cluster: ValkeyCluster, node: ValkeyNode, prefix: str) -> int:
     """A customer whose record lives on `node` (generation 1)."""
     keys = Keys(prefix)
     return next(
         cid
         for cid in range(1, CUSTOMER_COUNT + 1)
-        if cluster.master_for_key(keys.customer(1, cid)).name == node.name
+        if cluster.master_for_key(keys.bucket(1, cid)).name == node.name
     )
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from projections.audit import audit
+from projections.customer_record import fields_of, orders_field, spent_field
 from projections.event_decoding import decode
 from projections.projector import Projector
 from projections.read_model import Keys
@@ -45,7 +46,7 @@ def test_audit_catches_a_total_tampered_with_in_redis(cli_env: dict[str, str]) -
         append_sample(service, 10, seed=29, progress_console=Console(file=io.StringIO()))
         Projector(service.recorder, client, keys).catch_up()
         # Someone adds one cent to customer 4's total behind the projector's back.
-        client.hincrby(keys.customer(1, 4), "s", 1)
+        client.hincrby(keys.bucket(1, 4), spent_field(4), 1)
 
         report = audit(service.recorder, client, keys)
     assert [(d.customer_id, d.field) for d in report.differences] == [(4, "total_spent")]
@@ -177,8 +178,8 @@ def test_a_large_store_is_audited_in_passes_with_the_same_verdict(
         assert clean.customers == 25
         assert {shares for _, shares in passes} == {7}  # 25 customers, 4 per pass
 
-        client.hincrby(keys.customer(1, 11), "o", 1)
-        client.delete(keys.customer(1, 18))
+        client.hincrby(keys.bucket(1, 11), orders_field(11), 1)
+        client.hdel(keys.bucket(1, 18), *fields_of(18))
         tampered = audit(service.recorder, client, keys, max_customers=4)
     assert {(d.customer_id, d.field) for d in tampered.differences} == {
         (11, "total_orders"),
@@ -195,7 +196,7 @@ def test_audit_json_is_one_object_and_plain_progress_lines_go_to_stderr(
     with customer_service(cli_env["EVENT_STORE_URL"]) as service:
         append_sample(service, 5, seed=37, progress_console=Console(file=io.StringIO()))
         Projector(service.recorder, client, keys).catch_up()
-    client.hincrby(keys.customer(1, 2), "s", 5)
+    client.hincrby(keys.bucket(1, 2), spent_field(2), 5)
 
     result = CliRunner().invoke(app, ["audit", "--json"], env=cli_env)
     assert result.exit_code == 1
@@ -226,6 +227,6 @@ def test_one_customer_is_audited_from_the_events_naming_it_alone(
         assert [getattr(c, "customer_id", None) for c in decoded] == [7, 7, 7]
         assert audit(service.recorder, client, keys, customer_id=7).clean
 
-        client.hincrby(keys.customer(1, 7), "s", 1)
+        client.hincrby(keys.bucket(1, 7), spent_field(7), 1)
         report = audit(service.recorder, client, keys, customer_id=7)
     assert [(d.customer_id, d.field) for d in report.differences] == [(7, "total_spent")]

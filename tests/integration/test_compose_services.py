@@ -20,6 +20,7 @@ import psycopg
 import pytest
 import redis
 
+from projections.read_model import Keys
 from runtime.container import Container
 from runtime.settings import Settings
 from tests.support import local_http
@@ -129,7 +130,8 @@ def test_the_roles_carry_a_write_through_the_projector_to_the_read_api(
     # And the data went to the stores the compose environment names, not embedded ones
     client = redis.Redis.from_url(stores.redis_url)
     try:
-        assert any(client.scan_iter(match=f"{stores.redis_prefix}:*", count=1000))
+        buckets = Keys(stores.redis_prefix).bucket_pattern(1)
+        assert any(client.scan_iter(match=buckets, count=1000))
     finally:
         client.close()
     with psycopg.connect(stores.postgres_url) as conn:

@@ -20,8 +20,9 @@ import pytest
 from rich.console import Console
 
 from projections.audit import audit
+from projections.customer_record import fields_of, read_fields
 from projections.projector import Projector
-from projections.read_model import Keys, read_customer
+from projections.read_model import Keys
 from projections.rebuild import rebuild
 from projections.redis_client import connect, send_raw
 from read_side.cluster_link import ClusterAwareLink
@@ -74,7 +75,7 @@ def test_projection_rebuild_and_audit_on_a_cluster_match_the_event_store(
         Projector(service.recorder, client, keys).catch_up()
         assert all_projected(client, keys) == expected  # type: ignore[arg-type]
         for master in valkey_cluster.masters():
-            held = master.client().scan_iter(match=keys.customer_pattern(1), count=1000)
+            held = master.client().scan_iter(match=keys.bucket_pattern(1), count=1000)
             assert any(held), f"{master.name} holds no customer"
         assert audit(service.recorder, client, keys).clean
 
@@ -103,14 +104,14 @@ def test_the_read_link_routes_each_customer_to_its_master_and_reads_what_was_pro
         try:
             replies = await asyncio.gather(
                 *(
-                    link.execute("HMGET", keys.customer(1, customer_id), "d", "s", "o")
+                    link.execute("HMGET", keys.bucket(1, customer_id), *fields_of(customer_id))
                     for customer_id in expected
                 )
             )
             assert link.cluster is True
             return {
-                customer_id: read_customer(customer_id, doc, spent, orders)
-                for customer_id, (doc, spent, orders) in zip(expected, replies, strict=True)
+                customer_id: read_fields(customer_id, fields)
+                for customer_id, fields in zip(expected, replies, strict=True)
             }
         finally:
             await link.close()

@@ -35,7 +35,8 @@ DROP_GRACE = 0.5
 
 def prefix_keys(client: redis.Redis, keys: Keys) -> list[bytes]:
     found: list[bytes] = []
-    for pattern in (f"{keys.prefix}:*", f"{{{keys.prefix}}}:*"):
+    meta, partitions = f"{{{keys.prefix}}}:*", f"{{{keys.prefix}:*}}:*"
+    for pattern in (meta, partitions):
         found += client.scan_iter(match=pattern, count=1000)
     return found
 

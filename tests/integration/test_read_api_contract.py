@@ -20,6 +20,7 @@ from edge.token_header import (
     NOT_PROVIDED,
     PERMISSION_DENIED,
 )
+from projections.customer_record import offset_of, orders_field
 from projections.read_model import Keys
 from runtime.container import Container
 from runtime.http import build_app
@@ -204,7 +205,7 @@ def test_a_changed_record_gets_a_new_etag_and_a_full_body(
 ) -> None:
     client, keys = store
     etag = get(base_url, "/api/customers/7").headers["etag"]
-    client.hincrby(keys.customer(1, 7), "o", 1)
+    client.hincrby(keys.bucket(1, 7), orders_field(7), 1)
     response = get(base_url, "/api/customers/7", **{"If-None-Match": etag})
     assert response.status_code == 200
     assert response.json()["total_orders"] == 4
@@ -272,7 +273,7 @@ def test_a_corrupt_record_is_a_logged_500_without_internals(
     base_url: str, store: tuple[redis.Redis, Keys], caplog: pytest.LogCaptureFixture
 ) -> None:
     client, keys = store
-    client.hset(keys.customer(1, 9), mapping={"d": "not json", "s": 0, "o": 0})
+    client.hset(keys.bucket(1, 9), offset_of(9) + "a", "not a record")
     with caplog.at_level(logging.ERROR, logger="customers.read"):
         response = get(base_url, "/api/customers/9")
     assert_error(response, 500, "Internal server error.")

@@ -49,7 +49,7 @@ def announce_after_the_first_tracking_read(
 
     async def execute(*args: Any) -> Any:
         reply = await original(*args)
-        if args[0] in ("HGET", "HMGET") and not fired:  # the tracking read
+        if args[0] in ("HGET", "EVAL") and not fired:  # the tracking read
             fired.append(True)
             set_applied_position(client, keys, position, announce=False)
             state.announce(f"1:{position}")

@@ -85,7 +85,14 @@ def test_rebuild_while_a_reader_loops_never_misses_a_customer_or_shows_a_partial
         assert current_generation(client, keys) == 2
         assert progress[-1][0] == result.position
         assert all_projected(client, keys) == folded(service)
-        assert not list(client.scan_iter(match=keys.generation_pattern(1)))
+        left = [
+            key
+            for pattern in keys.generation_patterns(1)
+            for key in client.scan_iter(match=pattern)
+            if keys.is_generation_key(key, 1)
+        ]
+        assert left == []
+        assert not client.exists(keys.api_keys(1), keys.tracking(1))
         assert client.hget(keys.tracking(2), "customers") is not None
         assert projected(client, keys, 1) == folded(service)[1]
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import redis
 
+from projections.customer_record import bucket_records, fields_of, read_customer, read_fields
 from projections.customer_view import fold
 from projections.generation import current_generation
-from projections.read_model import Keys, read_customer
+from projections.read_model import Keys
 from projections.replay import customer_changes, notifications
 from runtime.settings import event_store_env
 from tests.support.waiting import wait_until as polled_until
@@ -35,20 +36,18 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) 
 def projected(client: redis.Redis, keys: Keys, customer_id: int) -> dict[str, Any] | None:
     """The 200 body the read side would serve for this customer, read as the read side does."""
     generation = current_generation(client, keys)
-    doc, spent, orders = client.hmget(keys.customer(generation, customer_id), "d", "s", "o")
-    if doc is None:
-        return None
-    return read_customer(customer_id, doc, spent or 0, orders or 0)
+    fields = client.hmget(keys.bucket(generation, customer_id), list(fields_of(customer_id)))
+    return read_fields(customer_id, fields)
 
 
 def all_projected(client: redis.Redis, keys: Keys) -> dict[int, dict[str, Any]]:
     generation = current_generation(client, keys)
     result: dict[int, dict[str, Any]] = {}
-    for name in client.scan_iter(match=keys.customer_pattern(generation), count=1000):
-        customer_id = int(name.rsplit(b":", 1)[1])
-        document = projected(client, keys, customer_id)
-        assert document is not None
-        result[customer_id] = document
+    for name in client.scan_iter(match=keys.bucket_pattern(generation), count=1000):
+        bucket = keys.bucket_number(name, generation)
+        assert bucket is not None, f"{name!r} is not one of this prefix's buckets"
+        for customer_id, record, spent, orders in bucket_records(bucket, client.hgetall(name)):
+            result[customer_id] = read_customer(customer_id, record, spent, orders)
     return result
 
 

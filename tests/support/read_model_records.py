@@ -13,6 +13,13 @@ import orjson
 import redis
 
 from contract.customer_document import PROFILE_FIELDS
+from projections.customer_record import (
+    chunked,
+    encode_record,
+    offset_of,
+    orders_field,
+    spent_field,
+)
 from projections.read_model import Keys
 
 
@@ -32,12 +39,13 @@ def put_customer(
 ) -> None:
     unknown = set(profile) - set(PROFILE_FIELDS)
     assert not unknown, f"not profile fields: {unknown}"
-    doc = [str(position), 1 if active else 0, date_joined, last_login]
-    doc += [profile.get(name) for name in PROFILE_FIELDS]
-    client.hset(
-        keys.customer(generation, customer_id),
-        mapping={"d": orjson.dumps(doc), "s": spent_cents, "o": orders},
+    record = encode_record(
+        position, active, date_joined, last_login, [profile.get(n) for n in PROFILE_FIELDS]
     )
+    fields: dict[str | bytes, bytes | int] = {**chunked(offset_of(customer_id), record)}
+    fields[spent_field(customer_id)] = spent_cents
+    fields[orders_field(customer_id)] = orders
+    client.hset(keys.bucket(generation, customer_id), mapping=fields)  # type: ignore[arg-type]
 
 
 def put_api_key(

@@ -143,7 +143,12 @@ SAMPLE: dict[str, Any] = {
         "memory": {
             "status": "ok",
             "seconds": 10.0,
-            "result": {"customers": 10000, "ours_bytes": 240.0, "naive_bytes": 376.0},
+            "result": {
+                "customers": 10000,
+                "ours_bytes": 240.0,
+                "v1_bytes": 506.0,
+                "naive_bytes": 376.0,
+            },
         },
         "hostile": {"status": "failed", "seconds": 60.0, "error": "stopped after 60 s"},
     },
@@ -164,7 +169,8 @@ def test_targets_are_judged_as_ratios_and_limits() -> None:
     assert verdicts["http_orders"].met is False
     assert "25% short" in verdicts["http_orders"].margin
     assert verdicts["bytes_per_customer"].met is True
-    assert "stretch met" in verdicts["bytes_per_customer"].note
+    assert verdicts["bytes_per_customer"].target == "<= 250 B"
+    assert "layout 1: 506 B" in verdicts["bytes_per_customer"].note
 
 
 def test_projection_targets_use_the_largest_store_measured() -> None:

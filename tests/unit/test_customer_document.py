@@ -9,6 +9,7 @@ from contract.customer_document import (
     customer_document,
     is_profile_completed,
 )
+from projections.customer_record import CHUNK, MAX_CHUNKS
 from projections.scripts import APPLY_CUSTOMER
 from read_side.api import CustomerDocument
 from write_side.domain.customer import PROFILE_FIELDS as DOMAIN_PROFILE_FIELDS
@@ -24,8 +25,9 @@ def test_the_domain_and_the_request_schema_take_the_profile_fields_from_the_cont
     assert tuple(ProfileFields.model_fields) == PROFILE_FIELDS
 
 
-def test_the_projection_script_is_built_for_the_profile_width() -> None:
-    assert f"local profile_width = {len(PROFILE_FIELDS)}\n" in APPLY_CUSTOMER
+def test_the_projection_script_is_built_for_the_profile_width_and_the_record_chunks() -> None:
+    widths = f"{len(PROFILE_FIELDS)}, {CHUNK}, {MAX_CHUNKS}"
+    assert f"local profile_width, chunk, max_chunks = {widths}\n" in APPLY_CUSTOMER
 
 
 def test_notes_alone_never_stand_between_a_profile_and_completion() -> None:

@@ -9,6 +9,7 @@ import pytest
 from eventsourcing.persistence import Notification
 
 from contract.customer_document import PROFILE_FIELDS
+from projections.customer_record import read_customer
 from projections.customer_view import CustomerRecord, apply, fold
 from projections.event_decoding import (
     CANCELLED,
@@ -24,7 +25,6 @@ from projections.event_decoding import (
     UnprojectableEventError,
     decode,
 )
-from projections.read_model import read_customer
 from write_side.domain.customer import PROFILE_FIELDS as DOMAIN_PROFILE_FIELDS
 
 JOINED = "2026-01-02T03:04:05.000006+00:00"
