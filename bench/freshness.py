@@ -53,6 +53,7 @@ from bench.freshness_processes import (
     stop_process,
     wait_until,
 )
+from projections.customer_record import orders_field
 from projections.read_model import Keys
 from write_side.application import CustomerService
 
@@ -207,7 +208,7 @@ def count_orders(client: redis.Redis, keys: Keys) -> int:
     generation = current_generation(client, keys)
     pipe = client.pipeline(transaction=False)
     for customer_id in range(1, CUSTOMERS + 1):
-        pipe.hget(keys.customer(generation, customer_id), "o")
+        pipe.hget(keys.bucket(generation, customer_id), orders_field(customer_id))
     return sum(int(value or 0) for value in pipe.execute())
 
 

@@ -11,13 +11,28 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import orjson
 import redis
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import InfrastructureFactory, Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
 
 from contract.customer_document import PROFILE_FIELDS
+from projections.customer_record import (
+    R_ACTIVE,
+    R_DATE_JOINED,
+    R_LAST_LOGIN,
+    R_POSITION,
+    R_PROFILE,
+    chunked,
+    decode_text,
+    fields_of,
+    iso_time,
+    offset_of,
+    orders_field,
+    record_of,
+    record_values,
+    spent_field,
+)
 from projections.customer_view import CustomerRecord, apply
 from projections.event_decoding import (
     CANCELLED,
@@ -33,7 +48,7 @@ from projections.event_decoding import (
     spent_by_cancel,
     spent_by_refund,
 )
-from projections.read_model import D_PROFILE, Keys
+from projections.read_model import Keys
 from projections.stored_fields import canonical_time
 from projections.tracking import RedisTrackingRecorder
 from write_side.domain.customer import Customer
@@ -51,28 +66,32 @@ class BaselineView(RedisTrackingRecorder):
     def apply_change(self, change: CustomerChange | None, tracking: Tracking) -> None:
         pipe = self.client.pipeline(transaction=True)
         if change is not None:
-            key = self.keys.customer(1, change.customer_id)
-            current = _record(change.customer_id, self.client.hget(key, "d"))
+            cid = change.customer_id
+            key = self.keys.bucket(1, cid)
+            chunks = fields_of(cid)[:4]
+            current = _record(cid, record_of(self.client.hmget(key, list(chunks))))
             updated = apply(current, change)
             if updated is not current:
-                pipe.hset(key, "d", updated.fields()[0])
-                pipe.hincrby(key, "s", change.spent)
-                pipe.hincrby(key, "o", change.orders)
+                written = chunked(offset_of(cid), updated.fields()[0])
+                pipe.hdel(key, *chunks)
+                pipe.hset(key, mapping=written)  # type: ignore[arg-type]
+                pipe.hincrby(key, spent_field(cid), change.spent)
+                pipe.hincrby(key, orders_field(cid), change.orders)
         pipe.hset(self.key, tracking.application_name, str(tracking.notification_id))
         pipe.execute()
 
 
-def _record(customer_id: int, doc: bytes | str | None) -> CustomerRecord:
-    if doc is None:
+def _record(customer_id: int, record: bytes | None) -> CustomerRecord:
+    if record is None:
         return CustomerRecord(customer_id)
-    values = orjson.loads(doc)
+    values = record_values(record)
     return CustomerRecord(
         customer_id,
-        position=int(values[0]),
-        active=bool(values[1]),
-        date_joined=values[2],
-        last_login=values[3],
-        profile=tuple(values[D_PROFILE : D_PROFILE + len(PROFILE_FIELDS)]),
+        position=int(values[R_POSITION]),
+        active=values[R_ACTIVE] == "1",
+        date_joined=iso_time(values[R_DATE_JOINED]),
+        last_login=iso_time(values[R_LAST_LOGIN]),
+        profile=tuple(decode_text(value) for value in values[R_PROFILE:]),
     )
 
 

@@ -146,14 +146,20 @@ def format_minor_units(minor: int) -> str:
     return f"{sign}{units}.{cents:02d}"
 
 
-def read_customer(
-    customer_id: int, record: bytes | str, spent: bytes | str | int, orders: bytes | str | int
-) -> dict[str, Any]:
-    """The customer document (contract.customer_document) from a record and its totals."""
+def record_values(record: bytes | str) -> list[str]:
+    """A record's values, still encoded (R_* index them)."""
     text = record.decode() if isinstance(record, bytes) else record
     values = text.split(SEPARATOR)
     if len(values) != R_WIDTH:
         raise ValueError(f"a customer record has {len(values)} values, not {R_WIDTH}")
+    return values
+
+
+def read_customer(
+    customer_id: int, record: bytes | str, spent: bytes | str | int, orders: bytes | str | int
+) -> dict[str, Any]:
+    """The customer document (contract.customer_document) from a record and its totals."""
+    values = record_values(record)
     return customer_document(
         customer_id,
         [decode_text(value) for value in values[R_PROFILE:]],
