@@ -10,7 +10,7 @@ write with every reply read back (a raw pipeline).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import hiredis
@@ -34,6 +34,7 @@ from projections.scripts import advance_checkpoint, apply_customer, apply_keys
 
 CustomerCalls = list[tuple[int, list[str | int]]]  # (customer id, its script's arguments)
 Fences = dict[int, int]  # partition -> the checkpoint it must hold (after the last page)
+Tokens = Mapping[int, int]  # partition -> a worker's fencing token for it (none: not a worker)
 
 
 class PreparedPage(NamedTuple):
@@ -47,6 +48,15 @@ class PreparedPage(NamedTuple):
     last: int  # the last position this page settles (before a poison event, if any)
     events: int
     poison: UnprojectableEventError | None
+
+
+class FencedError(Exception):
+    """Partitions have a newer owner (this worker was taken for dead): nothing of the page
+    was written onto them; `partitions` are those that refused."""
+
+    def __init__(self, partitions: frozenset[int]) -> None:
+        super().__init__(f"{len(partitions)} partition(s) have a newer owner")
+        self.partitions = partitions
 
 
 class ProjectionStoreError(Exception):
@@ -69,13 +79,17 @@ def prepare_page(
     is_skipped: Callable[[int], bool],
     fences: Fences,
     only: frozenset[int] | None = None,
+    tokens: Tokens | None = None,
+    key_index: bool | None = None,
 ) -> PreparedPage:
     """The page as ready-to-send script calls; stops at a poison event not skipped.
 
     `fences` are the checkpoints the partitions hold before this page; the touched ones
     are moved to the page's end, for the next page. With `only`, just those partitions'
-    customers are applied (a partition's repair), and no API key change.
+    customers are applied (a partition's repair, a worker's share), and the API key
+    changes only if `key_index`; `tokens` fence a worker's calls.
     """
+    with_keys = only is None if key_index is None else key_index
     by_customer: dict[int, list[CustomerChange]] = {}
     key_changes: list[KeyChange] = []
     last = page[-1][0]
@@ -98,7 +112,7 @@ def prepare_page(
                 by_customer[change.customer_id] = [change]
             else:
                 changes.append(change)
-        elif only is None:
+        elif with_keys:
             assert isinstance(change, KeyChange)
             key_changes.append(change)
     customers = [
@@ -106,7 +120,9 @@ def prepare_page(
     ]
     keys_ops = _key_ops(key_changes) if key_changes else None
     partitions = sorted({partition_of(customer_id) for customer_id in by_customer})
-    commands = encode_commands(keys, generation, customers, keys_ops, partitions, fences, last)
+    commands = encode_commands(
+        keys, generation, customers, keys_ops, partitions, fences, last, tokens or {}
+    )
     for partition in partitions:
         fences[partition] = last
     return PreparedPage(
@@ -122,39 +138,47 @@ def encode_commands(
     partitions: list[int],
     fences: Fences,
     last: int,
+    tokens: Tokens,
 ) -> list[RawCommand]:
     """The page's script calls on one generation's keys, in the Redis protocol: the
     customers' and the key index's, then the touched partitions' checkpoints."""
     sha = apply_customer.sha
     commands = []
     checkpoints = {p: keys.checkpoint(generation, p).encode() for p in partitions}
+    owners = {p: keys.owner(generation, p).encode() for p in partitions if tokens.get(p)}
     for customer_id, args in customers:
         key = keys.bucket(generation, customer_id).encode()
         partition = partition_of(customer_id)
         fence = fences.get(partition, 0)
+        token = tokens.get(partition, 0)
+        script_keys: tuple[bytes, ...] = (key, checkpoints[partition])
+        if token:
+            script_keys += (owners[partition],)
         commands.append(
-            (
-                key,
-                _evalsha(sha, (key, checkpoints[partition]), offset_of(customer_id), fence, *args),
-            )
+            (key, _evalsha(sha, script_keys, offset_of(customer_id), fence, token, *args))
         )
     if keys_ops is not None:
         key = keys.api_keys(generation).encode()
         commands.append((key, _evalsha(apply_keys.sha, (key,), keys_ops)))
     for partition, key in checkpoints.items():
-        commands.append(_advance(key, last, fences.get(partition, 0)))
+        token = tokens.get(partition, 0)
+        commands.append(_advance(key, last, fences.get(partition, 0), token, owners.get(partition)))
     return commands
 
 
 def checkpoint_command(
-    keys: Keys, generation: int, partition: int, position: int, fence: int
+    keys: Keys, generation: int, partition: int, position: int, fence: int, token: int = 0
 ) -> RawCommand:
     """Move a partition's checkpoint up to `position`, fenced like the page's calls."""
-    return _advance(keys.checkpoint(generation, partition).encode(), position, fence)
+    key = keys.checkpoint(generation, partition).encode()
+    owner = keys.owner(generation, partition).encode() if token else None
+    return _advance(key, position, fence, token, owner)
 
 
-def _advance(key: bytes, position: int, fence: int) -> RawCommand:
-    return key, _evalsha(advance_checkpoint.sha, (key,), position, fence)
+def _advance(key: bytes, position: int, fence: int, token: int, owner: bytes | None) -> RawCommand:
+    if owner is None:
+        return key, _evalsha(advance_checkpoint.sha, (key,), position, fence, 0)
+    return key, _evalsha(advance_checkpoint.sha, (key, owner), position, fence, token)
 
 
 def load_scripts(client: RedisClient) -> None:
@@ -175,7 +199,11 @@ def execute(client: RedisClient, keys: Keys, commands: list[RawCommand]) -> None
             # the chunk again; the guards make the repeat harmless.
             load_scripts(client)
             continue
-        found = _rolled_back(keys, [str(error) for error in errors])
+        messages = [str(error) for error in errors]
+        fenced = _fenced(keys, messages)
+        if fenced:
+            raise FencedError(fenced)
+        found = _rolled_back(keys, messages)
         if found:
             raise PartitionsRolledBackError(found)
         raise ProjectionStoreError(f"Redis refused a projection step: {errors[0]}")
@@ -191,6 +219,18 @@ def _rolled_back(keys: Keys, messages: list[str]) -> dict[int, int]:
             if partition is not None:
                 found[partition] = int(words[1])
     return found
+
+
+def _fenced(keys: Keys, messages: list[str]) -> frozenset[int]:
+    """The partitions whose owner token refused a call (FENCED replies)."""
+    fenced = set()
+    for message in messages:
+        words = message.split()
+        if len(words) == 3 and words[0] == "FENCED":
+            partition = keys.partition_of_key(words[2])
+            if partition is not None:
+                fenced.add(partition)
+    return frozenset(fenced)
 
 
 def _customer_args(changes: list[CustomerChange]) -> list[str | int]:

@@ -62,6 +62,7 @@ def replay_partitions(
     upto: int,
     is_skipped: Callable[[int], bool],
     known: Fences,
+    tokens: Mapping[int, int] | None = None,
 ) -> None:
     """Apply to the partitions in `found` (each holding what `found` says) every change of
     theirs up to `upto`, then move their checkpoints, and `known` fences, to `upto`."""
@@ -72,7 +73,7 @@ def replay_partitions(
         rows = [row for row in read(position, REPLAY_PAGE) if row[0] <= upto]
         if not rows:
             break
-        page = prepare_page(rows, keys, generation, is_skipped, fences, only)
+        page = prepare_page(rows, keys, generation, is_skipped, fences, only, tokens)
         if page.commands:
             execute(client, keys, page.commands)
         if page.poison is not None:
@@ -81,7 +82,10 @@ def replay_partitions(
     execute(
         client,
         keys,
-        [checkpoint_command(keys, generation, p, upto, fences[p]) for p in sorted(found)],
+        [
+            checkpoint_command(keys, generation, p, upto, fences[p], (tokens or {}).get(p, 0))
+            for p in sorted(found)
+        ],
     )
     for partition in found:
         known[partition] = max(upto, fences[partition])

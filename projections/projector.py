@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError
 
@@ -28,6 +29,7 @@ from projections.generation import DROP_GRACE_SECONDS, claim_layout, current_gen
 from projections.heartbeat import BEAT_SECONDS, Heartbeat
 from projections.notification_log import Prefetch, Row, page_reader
 from projections.page_commands import (
+    FencedError,
     Fences,
     PartitionsRolledBackError,
     PreparedPage,
@@ -40,8 +42,13 @@ from projections.partition_repair import partitions_behind, read_floors, replay_
 from projections.read_model import Keys, floor_field
 from projections.redis_client import RedisClient
 from projections.repair import ReadModelLostError, Repair, check_unchanged, read_marker
-from projections.tracking import RedisTrackingRecorder, TrackingRolledBackError
+from projections.tracking import (
+    RedisTrackingRecorder,
+    SlicesFencedError,
+    TrackingRolledBackError,
+)
 from projections.watermark import Watermark
+from projections.worker_share import OwnedSlices, Share
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +79,11 @@ class Projector:
         fault: Fault | None = None,
         on_page: Callable[[int, int], None] | None = None,
         drop_grace: float = DROP_GRACE_SECONDS,
+        share: Share | None = None,
     ) -> None:
         """generation=None follows the current generation (and rebuilds' switches);
-        drop_grace is how long the old generation stays after a repair's rebuild."""
+        drop_grace is how long the old generation stays after a repair's rebuild;
+        share: this projector is one of several workers and applies just its slices."""
         self.recorder = recorder
         self._read = page_reader(recorder)
         self.client = client
@@ -105,6 +114,9 @@ class Projector:
         # projector only: a rebuild's fills a new generation from nothing).
         self._watermark = Watermark(recorder, keys.prefix)
         self._floor = 0
+        self.owned = OwnedSlices(share) if share is not None else None
+        # A worker's own position is its slices'; this is every slice's (what readers see).
+        self._all_slices = 0
         load_scripts(client)
         self._use_generation(generation or current_generation(client, keys))
         if self._follow:
@@ -134,10 +146,10 @@ class Projector:
 
     def beat(self, *, every: float = BEAT_SECONDS) -> None:
         """Tell readers this projector runs, where it is and the store's head (lag)."""
-        if not self._heartbeat.send(self.position, every=every):
+        if not self._heartbeat.send(self.settled, every=every):
             return
         if self._follow and not self.repair.target:
-            self._watermark.raise_to(self.position)  # what Redis holds now: a floor for later
+            self._watermark.raise_to(self.settled)  # what Redis holds now: a floor for later
 
     def verify(self) -> None:
         """Check that Redis still holds what this projector wrote; adopt a repair marker.
@@ -148,7 +160,7 @@ class Projector:
         self._check_partitions()
         following = self.generation if self._follow else None
         self.repair.adopt(read_marker(self.client, self.keys), following)
-        self.repair.finish_if_reached(self.position)
+        self.repair.finish_if_reached(self.settled)
         self.verified_at = time.monotonic()
 
     def start_repair(self, lost: ReadModelLostError) -> None:
@@ -168,7 +180,12 @@ class Projector:
         self.repair.rebuild_pending = False
         self._page_unconfirmed = False
         self._use_generation(generation)
-        self.repair.finish_if_reached(self.position)
+        self.repair.finish_if_reached(self.settled)
+
+    @property
+    def settled(self) -> int:
+        """The position every partition is applied up to, as far as this projector knows."""
+        return self.position if self.owned is None else self._all_slices
 
     # One page: prepared in the reader thread, applied here
 
@@ -176,11 +193,27 @@ class Projector:
         if self._follow:
             self._follow_generation()
         while True:
+            owned = self.owned
+            if owned is not None:
+                self._sync_share(owned)
+                if not owned.tokens:  # no slice of ours (yet): the others apply them all
+                    self._all_slices = self.tracking.max_tracking_id(self.application_name) or 0
+                    return self.position
             generation = self.generation
             fences = dict(self.fences)  # the reader thread's own, moved on as it prepares
+            only = tokens = key_index = None
+            if owned is not None:
+                only, tokens = owned.partitions, owned.partition_tokens
+                key_index = owned.applies_key_index
 
-            def prepare(page: Sequence[Row], fences: Fences = fences) -> PreparedPage:
-                return prepare_page(page, self.keys, self.generation, self._is_skipped, fences)
+            def prepare(
+                page: Sequence[Row],
+                fences: Fences = fences,
+                share: tuple[Any, ...] = (only, tokens, key_index),
+            ) -> PreparedPage:
+                return prepare_page(
+                    page, self.keys, self.generation, self._is_skipped, fences, *share
+                )
 
             pages = Prefetch(self._read, self.position, self.page_size, prepare)
             try:
@@ -190,8 +223,14 @@ class Projector:
                     except PartitionsRolledBackError as rolled_back:
                         self._repair_partitions(rolled_back.found)
                         break  # read the page again, on the repaired partitions
+                    except (FencedError, SlicesFencedError) as fenced:
+                        assert owned is not None  # only workers' calls carry tokens
+                        owned.lose(getattr(fenced, "partitions", None))
+                        break  # read on with the slices still ours
                     if self.generation != generation:
                         break  # a rebuild switched generations: read on from its position
+                    if owned is not None and owned.changed:
+                        break  # slices came or went: read on with the new share
                 else:
                     return self.position
             finally:
@@ -218,9 +257,10 @@ class Projector:
     def _apply(self, page: PreparedPage) -> None:
         commands = page.commands
         if page.generation != self.generation:  # a switch since the page was prepared
+            tokens = self.owned.partition_tokens if self.owned is not None else {}
             commands = encode_commands(
                 self.keys, self.generation, page.customers, page.keys_ops,
-                page.partitions, self.fences, page.last,
+                page.partitions, self.fences, page.last, tokens,
             )  # fmt: skip
         # Writing onto a Redis that lost data would leave guards ahead of what records hold.
         self._check_unchanged()
@@ -238,7 +278,7 @@ class Projector:
             self.keys,
             self.application_name,
             self.generation,
-            max(self.position, self._floor),
+            max(self.settled, self._floor),
             follow=self._follow,
             page_unconfirmed=self._page_unconfirmed,
         )
@@ -256,14 +296,18 @@ class Projector:
             "partition %d to position %d: replaying what they lost",
             len(found), *min(found.items()),
         )  # fmt: skip
+        tokens = self.owned.partition_tokens if self.owned is not None else None
         replay_partitions(
             self._read, self.client, self.keys, self.generation, found, self.position,
-            self._is_skipped, self.fences,
+            self._is_skipped, self.fences, tokens,
         )  # fmt: skip
 
     def _record_position(self, position: int, partitions: Sequence[int] = ()) -> None:
         floors = [(floor_field(p), str(position)) for p in partitions]
         try:
+            if self.owned is not None:
+                self._record_slices(position, floors)
+                return
             self.tracking.advance(
                 self.application_name, position, recorded=self.position, floors=floors
             )
@@ -280,17 +324,32 @@ class Projector:
             recorded = self.tracking.max_tracking_id(self.application_name) or 0
             self.position = max(self.position, recorded)
             return
+        self._recorded(position)
+
+    def _record_slices(self, position: int, floors: list[tuple[str, str]]) -> None:
+        assert self.owned is not None
+        before = self._all_slices
+        self._all_slices = self.tracking.advance_slices(
+            self.application_name,
+            position,
+            recorded=self.position,
+            tokens=self.owned.tokens,
+            floors=floors,
+        )
+        self._recorded(position, announce=self._all_slices > before)
+
+    def _recorded(self, position: int, *, announce: bool = True) -> None:
         self.position = position
         # Two commands, not a pipeline: on a cluster PUBLISH has no key to route a
         # pipeline by, and the generation key lives on the meta keys' node anyway.
-        if self._publish:
-            self.client.publish(self.keys.positions_channel, f"{self.generation}:{position}")
+        if self._publish and announce:
+            self.client.publish(self.keys.positions_channel, f"{self.generation}:{self.settled}")
         if self._follow:
             served = self.client.get(self.keys.generation)
             if served is not None and int(served) != self.generation:
                 self._use_generation(int(served))
         if self.repair.target is not None:
-            self.repair.finish_if_reached(self.position)
+            self.repair.finish_if_reached(self.settled)
         if self._follow:
             self.beat()  # throttled: at most once a second during a long catch-up
 
@@ -318,6 +377,25 @@ class Projector:
         self.tracking = RedisTrackingRecorder(self.client, self.keys, generation)
         self.position = self.tracking.max_tracking_id(self.application_name) or 0
         self.fences = read_floors(self.client, self.keys, generation)
+        if self.owned is not None:
+            self.owned.reclaim(self.client, self.keys, self.tracking)
+            self._take_slices_position()
+
+    # Workers
+
+    def _sync_share(self, owned: OwnedSlices) -> None:
+        """Take up the slices the share offers now; read from the lowest one's position."""
+        if owned.changed and owned.sync(self.client, self.keys, self.tracking):
+            self._take_slices_position()
+
+    def _take_slices_position(self) -> None:
+        assert self.owned is not None
+        positions = self.tracking.slice_positions(self.application_name)
+        self._all_slices = min(positions.values())
+        mine = [positions[s] for s in self.owned.tokens]
+        self.position = min(mine) if mine else self._all_slices
+        floors = read_floors(self.client, self.keys, self.generation)
+        self.fences = {p: f for p, f in floors.items() if p in self.owned.partitions}
 
     def _step(self, name: str) -> None:
         if self._fault is not None:

@@ -7,7 +7,9 @@ Layout v2 (PREFIX defaults to "customers"; generations make rebuilds blue/green)
                                    "layout" -> the LAYOUT the generation was written in;
                                    "p{P}" -> partition P's checkpoint as last confirmed
                                    (its floor: the partition's own checkpoint never holds
-                                   less unless the node holding it lost data)
+                                   less unless the node holding it lost data);
+                                   "w{S}" -> slice S applied up to here, "f{S}" -> the
+                                   fencing token of its owner (workers only)
     {PREFIX}:g{N}:keys             hash: API key sha256 -> JSON [position, role, revoked 0|1]
     {PREFIX}:dead-letters          list of JSON poison-event reports
     {PREFIX}:skips                 hash: position -> JSON of an operator's decision to skip
@@ -20,6 +22,8 @@ Layout v2 (PREFIX defaults to "customers"; generations make rebuilds blue/green)
                                    in partition P = K mod 256 (projections/customer_record)
     {PREFIX:P}:g{N}:cp             partition P's checkpoint: every event of its customers
                                    up to this position is applied
+    {PREFIX:P}:g{N}:owner          the fencing token of the worker that owns partition P's
+                                   slice (workers only): calls with a lower one are refused
     PREFIX:positions               pub/sub channel: "{N}:{position}" after each applied page
 
 Meta keys share the hash tag {PREFIX}, so multi-key steps on them stay in one cluster
@@ -56,6 +60,28 @@ def bucket_of(customer_id: int) -> int:
 def partition_of(customer_id: int) -> int:
     """The partition a customer's record and checkpoint live in."""
     return (customer_id // BUCKET_SIZE) % PARTITIONS
+
+
+# Workers own partitions in slices: partition P is in slice P mod SLICES.
+SLICES = 16
+
+
+def slice_of(partition: int) -> int:
+    return partition % SLICES
+
+
+def slice_partitions(slice_number: int) -> range:
+    return range(slice_number, PARTITIONS, SLICES)
+
+
+def slice_field(slice_number: int) -> str:
+    """The tracking hash's field holding the position a slice is applied up to."""
+    return f"w{slice_number}"
+
+
+def token_field(slice_number: int) -> str:
+    """The tracking hash's field holding the fencing token of a slice's owner."""
+    return f"f{slice_number}"
 
 
 def floor_field(partition: int) -> str:
@@ -110,6 +136,10 @@ class Keys:
 
     def checkpoint(self, generation: int, partition: int) -> str:
         return f"{{{self.prefix}:{partition}}}:g{generation}:cp"
+
+    def owner(self, generation: int, partition: int) -> str:
+        """The fencing token of the worker owning the partition's slice (one slot with it)."""
+        return f"{{{self.prefix}:{partition}}}:g{generation}:owner"
 
     def bucket_pattern(self, generation: int) -> str:
         """A SCAN pattern for a generation's buckets; filter with `bucket_number`."""

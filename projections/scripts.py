@@ -13,13 +13,17 @@ from redis.exceptions import NoScriptError
 
 from contract.customer_document import PROFILE_FIELDS
 from projections.customer_record import CHUNK, MAX_CHUNKS
+from projections.read_model import SLICES
 from projections.redis_client import RedisClient
 
-# KEYS[1] the customer's bucket hash, KEYS[2] its partition's checkpoint (one hash tag).
+# KEYS[1] the customer's bucket hash, KEYS[2] its partition's checkpoint, and for a
+# worker KEYS[3] the partition's owner token (one hash tag).
 # ARGV[1] the customer's offset in the bucket (its fields' first character); ARGV[2] the
 # fence: the checkpoint the partition must hold at least, or it lost data since and the
 # call is refused with ROLLBACK (nothing is written onto what is left); ARGV[3] the
-# position of the last change, as text; then each change in position order as flat
+# worker's fencing token (0: not a worker), refused with FENCED when the partition has a
+# newer owner; ARGV[4] the position of the last change, as text; then each change in
+# position order as flat
 # arguments (no JSON to decode: cjson.decode is the costliest step a script can take):
 #   position, kind, spent_from_here, orders_from_here, then by kind
 #   R: date_joined, the profile values (contract.customer_document's PROFILE order)
@@ -31,6 +35,11 @@ from projections.redis_client import RedisClient
 APPLY_CUSTOMER = f"""
 local profile_width, chunk, max_chunks = {len(PROFILE_FIELDS)}, {CHUNK}, {MAX_CHUNKS}
 local letters = {{'a', 'b', 'c', 'd'}}
+local token = tonumber(ARGV[3])
+if token > 0 then
+  local owner = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if owner > token then return redis.error_reply('FENCED ' .. owner .. ' ' .. KEYS[3]) end
+end
 local fence = tonumber(ARGV[2])
 if fence > 0 then
   local checkpoint = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -59,7 +68,7 @@ local function width(i)
   if kind == 'L' then return 5 end
   return 4
 end
-local n, i = #ARGV, 4
+local n, i = #ARGV, 5
 while i <= n and tonumber(ARGV[i]) <= guard do i = i + width(i) end
 if i > n then return 0 end
 local first, applied, d = i, 0, nil
@@ -108,10 +117,10 @@ end
 local encoded
 if d or not raw then
   local r = record()
-  r[1] = ARGV[3]
+  r[1] = ARGV[4]
   encoded = table.concat(r, '\\31')
 else
-  encoded = ARGV[3] .. tail  -- only totals moved: just the guard changes
+  encoded = ARGV[4] .. tail  -- only totals moved: just the guard changes
 end
 local size, used = #encoded, 1
 if size <= chunk * max_chunks then
@@ -131,10 +140,16 @@ redis.call('HINCRBY', KEYS[1], o .. 'o', ARGV[first + 3])
 return applied
 """
 
-# KEYS[1] a partition's checkpoint. ARGV[1] the position every event of the partition is
-# applied up to now; ARGV[2] the fence, as for APPLY_CUSTOMER. Sent after the page's
-# customer calls on the same connection, so a node that keeps the checkpoint kept them.
+# KEYS[1] a partition's checkpoint, for a worker KEYS[2] its owner token. ARGV[1] the
+# position every event of the partition is applied up to now; ARGV[2] the fence and
+# ARGV[3] the token, as for APPLY_CUSTOMER. Sent after the page's customer calls on the
+# same connection, so a node that keeps the checkpoint kept them.
 ADVANCE_CHECKPOINT = """
+local token = tonumber(ARGV[3])
+if token > 0 then
+  local owner = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if owner > token then return redis.error_reply('FENCED ' .. owner .. ' ' .. KEYS[2]) end
+end
 local checkpoint = tonumber(redis.call('GET', KEYS[1]) or '0')
 if checkpoint < tonumber(ARGV[2]) then
   return redis.error_reply('ROLLBACK ' .. checkpoint .. ' ' .. KEYS[1])
@@ -188,6 +203,57 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 for i = 4, #ARGV - 1, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
+"""
+
+# KEYS[1] tracking hash. ARGV[1] application name, ARGV[2] the position a worker applied
+# its slices up to, ARGV[3] the position it recorded last (0: none), ARGV[4] how many
+# slices, then (slice, fencing token) pairs, then (floor field, checkpoint) pairs. Refuses
+# with FENCED when a slice has a newer owner, with ROLLBACK when a slice holds less than
+# recorded; moves the slices (and floors) up, then the application's position to the
+# lowest slice's: every partition is applied that far. Returns that position.
+ADVANCE_SLICES = f"""
+local position, recorded = tonumber(ARGV[2]), tonumber(ARGV[3])
+local base = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local count = tonumber(ARGV[4])
+local held = {{}}
+for j = 0, count - 1 do
+  local s, token = ARGV[5 + 2 * j], tonumber(ARGV[6 + 2 * j])
+  local owner = tonumber(redis.call('HGET', KEYS[1], 'f' .. s) or '0')
+  if owner > token then return redis.error_reply('FENCED ' .. owner .. ' slice ' .. s) end
+  held[j] = math.max(tonumber(redis.call('HGET', KEYS[1], 'w' .. s) or '0'), base)
+  if held[j] < recorded then return redis.error_reply('ROLLBACK ' .. held[j]) end
+end
+for j = 0, count - 1 do
+  local s = ARGV[5 + 2 * j]
+  redis.call('HSET', KEYS[1], 'f' .. s, ARGV[6 + 2 * j])
+  if held[j] < position then redis.call('HSET', KEYS[1], 'w' .. s, ARGV[2]) end
+end
+for i = 5 + 2 * count, #ARGV - 1, 2 do
+  local floor = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if floor < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+local low = nil
+for s = 0, {SLICES} - 1 do
+  local at = math.max(tonumber(redis.call('HGET', KEYS[1], 'w' .. s) or '0'), base)
+  if low == nil or at < low then low = at end
+end
+if low > base then redis.call('HSET', KEYS[1], ARGV[1], tostring(low)) end
+return math.max(low, base)
+"""
+
+# KEYS[1] a partition's owner token (or the tracking hash, with ARGV[2] its slice's
+# token field). ARGV[1] a worker's fencing token. Raises the token, never lowers it;
+# returns the token held afterwards (above ARGV[1]: a newer owner has the partition).
+CLAIM_PARTITION = """
+local held
+if ARGV[2] then
+  held = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
+  if held < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], ARGV[2], ARGV[1]) end
+else
+  held = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if held < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+end
+return math.max(held, tonumber(ARGV[1]))
 """
 
 # KEYS[1] generation, KEYS[2] old generation's tracking, KEYS[3] new generation's tracking
@@ -259,6 +325,8 @@ apply_customer = Script(APPLY_CUSTOMER)
 apply_keys = Script(APPLY_KEYS)
 advance_checkpoint = Script(ADVANCE_CHECKPOINT)
 insert_tracking = Script(INSERT_TRACKING)
+advance_slices = Script(ADVANCE_SLICES)
+claim_partition = Script(CLAIM_PARTITION)
 switch_generation = Script(SWITCH_GENERATION)
 mark_repair = Script(MARK_REPAIR)
 clear_repair = Script(CLEAR_REPAIR)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from redis.exceptions import ResponseError
 
-from projections.read_model import Keys
+from projections.read_model import SLICES, Keys, slice_field, token_field
 from projections.redis_client import RedisClient
-from projections.scripts import insert_tracking
+from projections.scripts import advance_slices, claim_partition, insert_tracking
 
 
 class TrackingRolledBackError(Exception):
@@ -19,6 +19,10 @@ class TrackingRolledBackError(Exception):
         super().__init__(f"tracking at {found}, below the {recorded} recorded before")
         self.found = found
         self.recorded = recorded
+
+
+class SlicesFencedError(Exception):
+    """A slice has a newer owner: this worker was taken for dead (its lease ran out)."""
 
 
 class RedisTrackingRecorder(TrackingRecorder):
@@ -63,3 +67,49 @@ class RedisTrackingRecorder(TrackingRecorder):
     def max_tracking_id(self, application_name: str) -> int | None:
         value = self.client.hget(self.key, application_name)
         return None if value is None else int(value)
+
+    # Workers: each owns slices of the partitions and records them one by one; the
+    # application's position is the lowest slice's (projections/scripts.py ADVANCE_SLICES).
+
+    def advance_slices(
+        self,
+        application_name: str,
+        position: int,
+        *,
+        recorded: int,
+        tokens: Mapping[int, int],
+        floors: Sequence[tuple[str, str]] = (),
+    ) -> int:
+        """Record that the slices in `tokens` (slice -> fencing token) are applied up to
+        `position`; return the application's position (every slice applied that far).
+
+        Raises SlicesFencedError when a slice has a newer owner, TrackingRolledBackError
+        when one holds less than `recorded`.
+        """
+        args = [application_name, str(position), str(recorded), str(len(tokens))]
+        for slice_number, token in sorted(tokens.items()):
+            args += (str(slice_number), str(token))
+        for field, checkpoint in floors:
+            args += (field, checkpoint)
+        try:
+            reply = advance_slices(self.client, [self.key], args)
+        except ResponseError as error:
+            message = str(error)
+            if message.startswith("FENCED"):
+                raise SlicesFencedError(message) from None
+            if message.startswith("ROLLBACK"):
+                raise TrackingRolledBackError(int(message.split()[1]), recorded) from None
+            raise
+        return int(str(reply))
+
+    def slice_positions(self, application_name: str) -> dict[int, int]:
+        """slice -> the position it is applied up to (at least the application's)."""
+        fields = [application_name] + [slice_field(s) for s in range(SLICES)]
+        values = self.client.hmget(self.key, fields)
+        base = int(values[0] or 0)
+        return {s: max(base, int(v or 0)) for s, v in enumerate(values[1:])}
+
+    def claim_slice(self, slice_number: int, token: int) -> bool:
+        """Raise the slice's owner token in the tracking hash; False if a newer one holds it."""
+        held = claim_partition(self.client, [self.key], [str(token), token_field(slice_number)])
+        return int(str(held)) == token

@@ -1,0 +1,133 @@
+"""The slices of the read model one worker applies, and the fencing tokens it holds them by.
+
+Several workers share the projection by slices of its partitions (read_model.SLICES of
+them): each worker reads the whole log and applies only its slices' customers, records
+each slice's position, and the application's position becomes the lowest slice's. A
+worker takes a slice with a fencing token newer than any before it and writes the token
+beside each of the slice's partitions (and in the tracking hash) before applying
+anything: from then on a worker still holding an older token — one that hung, was taken
+for dead and woke up — has every call refused (FENCED) and changes nothing.
+
+Who holds which slice is decided elsewhere (projections/worker_group.py, leases in
+PostgreSQL; or a fixed split for a rebuild); a Share is how the projector asks.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from projections.read_model import Keys, slice_of, slice_partitions
+from projections.redis_client import RedisClient
+from projections.scripts import claim_partition
+from projections.tracking import RedisTrackingRecorder
+
+logger = logging.getLogger(__name__)
+
+
+class Share(Protocol):
+    """Which slices a worker may apply now, and with which fencing tokens."""
+
+    @property
+    def version(self) -> int:
+        """Grows whenever `offered` may have changed."""
+
+    def offered(self) -> dict[int, int]:
+        """slice -> fencing token, for the slices this worker should apply now."""
+
+    def released(self, slices: frozenset[int]) -> None:
+        """This worker stopped applying these slices (another may take them now)."""
+
+
+class FixedShare:
+    """A fixed set of slices, unfenced: a rebuild's workers split a new generation."""
+
+    version = 0
+
+    def __init__(self, slices: frozenset[int]) -> None:
+        self._slices = slices
+
+    def offered(self) -> dict[int, int]:
+        return dict.fromkeys(self._slices, 0)
+
+    def released(self, slices: frozenset[int]) -> None:
+        pass
+
+
+class OwnedSlices:
+    """The slices a projector applies now, kept in step with its Share."""
+
+    def __init__(self, share: Share) -> None:
+        self.share = share
+        self.tokens: dict[int, int] = {}  # slice -> token, as claimed in Redis
+        self.partitions: frozenset[int] = frozenset()
+        self.partition_tokens: dict[int, int] = {}
+        self.seen_version = -1
+
+    @property
+    def changed(self) -> bool:
+        return self.share.version != self.seen_version
+
+    @property
+    def applies_key_index(self) -> bool:
+        """The API key index goes with slice 0."""
+        return 0 in self.tokens
+
+    def sync(self, client: RedisClient, keys: Keys, tracking: RedisTrackingRecorder) -> bool:
+        """Take up what the share offers now; True if the slices applied changed."""
+        self.seen_version = self.share.version
+        offered = self.share.offered()
+        dropped = frozenset(s for s in self.tokens if offered.get(s) != self.tokens[s])
+        if dropped:
+            self.share.released(frozenset(s for s in dropped if s not in offered))
+        tokens = {s: t for s, t in self.tokens.items() if s not in dropped}
+        for slice_number, token in sorted(offered.items()):
+            if slice_number in tokens:
+                continue
+            if claim(client, keys, tracking, slice_number, token):
+                tokens[slice_number] = token
+        if tokens == self.tokens:
+            return False
+        if set(tokens) != set(self.tokens):
+            logger.info("this worker now applies %d slice(s): %s", len(tokens), sorted(tokens))
+        self._use(tokens)
+        return True
+
+    def reclaim(self, client: RedisClient, keys: Keys, tracking: RedisTrackingRecorder) -> None:
+        """Write the tokens again (into a generation a rebuild just switched to)."""
+        held = {s: t for s, t in self.tokens.items() if claim(client, keys, tracking, s, t)}
+        self._use(held)
+
+    def lose(self, partitions: frozenset[int] | None = None) -> None:
+        """A newer owner refused us: stop applying those partitions' slices (None: all)."""
+        lost = frozenset(self.tokens) if partitions is None else {slice_of(p) for p in partitions}
+        logger.warning(
+            "slice(s) %s have a newer owner (this worker was taken for dead): dropped",
+            sorted(lost),
+        )
+        self._use({s: t for s, t in self.tokens.items() if s not in lost})
+        self.seen_version = -1  # ask the share again at the next page
+
+    def _use(self, tokens: dict[int, int]) -> None:
+        self.tokens = tokens
+        self.partition_tokens = {p: t for s, t in tokens.items() for p in slice_partitions(s)}
+        self.partitions = frozenset(self.partition_tokens)
+
+
+def claim(
+    client: RedisClient,
+    keys: Keys,
+    tracking: RedisTrackingRecorder,
+    slice_number: int,
+    token: int,
+) -> bool:
+    """Write `token` beside the slice's partitions and in the tracking hash; False if a
+    newer token holds any of them (the slice is someone else's now)."""
+    if not token:
+        return True  # unfenced (a rebuild's fixed split)
+    generation = tracking.generation
+    for partition in slice_partitions(slice_number):
+        held = claim_partition(client, [keys.owner(generation, partition)], [str(token)])
+        if int(str(held)) != token:
+            return False
+    return tracking.claim_slice(slice_number, token)
