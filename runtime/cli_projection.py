@@ -11,14 +11,19 @@ import json
 import signal
 import threading
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from runtime.cli_audit import audit_command
-from runtime.cli_common import err, fail, open_read_model, progress_bar
+from runtime.cli_common import err, fail, load_settings, open_read_model, progress_bar
+
+if TYPE_CHECKING:
+    from runtime.container import Container
+
+MAX_WORKERS = 16  # one slice each at most (projections/read_model.py SLICES)
 
 
 def project(
@@ -33,6 +38,15 @@ def project(
     then_project: Annotated[
         bool, typer.Option("--then-project", help="With --skip: go on projecting afterwards")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_WORKERS,
+            help="Projector processes to run here; on PostgreSQL every projector, here or on "
+            "other machines, shares the partitions with the others",
+        ),
+    ] = 1,
 ) -> None:
     """Project the event store into the Redis read model: catch up, then follow live.
 
@@ -40,10 +54,17 @@ def project(
     projector takes it up within a second), unless --then-project.
     """
     from projections.dead_letters import record_skip
-    from projections.generation import LayoutMismatchError
-    from projections.live_loop import run_live
-    from projections.projector import DEFAULT_PAGE_SIZE
+    from runtime.single_projector import sqlite_path
 
+    if workers > 1:
+        if sqlite_path(load_settings().EVENT_STORE_URL) is not None:
+            raise fail(
+                "--workers: SQLite has one projector; several workers share the "
+                "projection through a PostgreSQL event store (EVENT_STORE_URL)"
+            )
+        from runtime.worker_processes import run_workers
+
+        raise typer.Exit(run_workers(workers, page_size, lambda line: err.print(line)))
     container = open_read_model()
     try:
         if skip is not None:
@@ -54,22 +75,65 @@ def project(
             err.print(f"skipping the event at position {skip} (recorded)", highlight=False)
             if not then_project:
                 return
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
+        _project_live(container, page_size)
+    finally:
+        container.close()
+
+
+def _project_live(container: Container, page_size: int | None) -> None:
+    """Run this process's projector until SIGTERM/SIGINT: a member of the workers' group
+    on PostgreSQL, the only projector on SQLite."""
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    from projections.generation import LayoutMismatchError
+    from projections.live_loop import run_live
+    from projections.projector import DEFAULT_PAGE_SIZE, Projector
+    from projections.worker_group import WorkerGroup, WorkerGroupError
+    from runtime.single_projector import ProjectorRunningError, hold_projector_lock, sqlite_path
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    recorder = container.write_service.recorder
+    group: WorkerGroup | None = None
+    lock = None
+    try:
+        if isinstance(recorder, PostgresApplicationRecorder):
+            group = WorkerGroup.for_recorder(recorder, container.redis_keys.prefix)
+            try:
+                group.start()
+            except WorkerGroupError as error:
+                raise fail(f"EVENT_STORE_URL: {error}") from None
+        else:
+            database = sqlite_path(container.settings.EVENT_STORE_URL)
+            if database is not None:
+                try:
+                    lock = hold_projector_lock(database)
+                except ProjectorRunningError as error:
+                    raise fail(str(error)) from None
         try:
-            projector = container.projector
+            projector = Projector(recorder, container.redis, container.redis_keys, share=group)
         except LayoutMismatchError as error:
             raise fail(f"REDIS_URL: {error}") from None
         projector.page_size = page_size or DEFAULT_PAGE_SIZE
+        if group is not None:
+            group.on_change = projector.notify  # slices came or went: look at once
+        share = (
+            f" as one of the workers ({len(group.members)} now; slices {sorted(group.offered())})"
+            if group is not None
+            else ""
+        )
         err.print(
-            f"projecting from position {projector.position} into generation "
+            f"projecting{share} from position {projector.position} into generation "
             f"{projector.generation}; stop with Ctrl-C",
             highlight=False,
         )
         run_live(projector, stop)
     finally:
-        container.close()
+        if group is not None:
+            group.stop()
+        if lock is not None:
+            lock.close()
 
 
 def dead_letters_command(
