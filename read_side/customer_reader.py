@@ -109,8 +109,12 @@ class CustomerReader:
         customer_id = parse_customer_id(segment)
         if customer_id is None:
             return _error(404, NOT_FOUND)
-        if wanted is not None and not await state.wait_for(wanted, self._min_position_wait):
-            return _error(503, NOT_CAUGHT_UP, _RETRY_AFTER)
+        reached = 0
+        if wanted is not None:
+            waited = await state.wait_for(wanted, self._min_position_wait, customer_id)
+            if waited is None:
+                return _error(503, NOT_CAUGHT_UP, _RETRY_AFTER)
+            reached = waited
         if state.lost_partitions and partition_of(customer_id) in state.lost_partitions:
             return _error(503, UNAVAILABLE, _RETRY_AFTER)  # its node lost data: replaying
         # Read the position before the record: the record is at least that new.
@@ -144,7 +148,8 @@ class CustomerReader:
         etag = f'"{hashlib.sha256(body).hexdigest()[:24]}"'
         headers = [
             (b"etag", etag.encode()),
-            (b"x-projection-position", str(position).encode()),
+            # What this customer's record reflects: its own partition may be further on.
+            (b"x-projection-position", str(max(position, reached)).encode()),
             _CACHE_CONTROL,
             _VARY,
         ]

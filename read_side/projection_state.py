@@ -15,7 +15,15 @@ import time
 
 from contract.application import APPLICATION_NAME
 from projections.partition_repair import floors_from
-from projections.read_model import LAYOUT, LAYOUT_FIELD, PARTITIONS, Keys, partition_of
+from projections.read_model import (
+    LAYOUT,
+    LAYOUT_FIELD,
+    PARTITIONS,
+    Keys,
+    partition_of,
+    slice_field,
+    slice_of,
+)
 from projections.repair import REPAIR_ANNOUNCEMENT, RepairMarker, parse_marker
 from projections.status import status_from
 from read_side.positions_listener import listen_for_positions
@@ -222,13 +230,15 @@ class ProjectionState:
         self.refreshed_at = started
         self.verified_connection = connection
 
-    async def wait_for(self, position: int, timeout: float) -> bool:
-        """Wait until the applied position reaches `position`; False if the bound runs out."""
+    async def wait_for(self, position: int, timeout: float, customer_id: int) -> int | None:
+        """Wait until the customer's record reflects `position`: the read model applied it,
+        or the customer's partition did (its checkpoint, or its slice's position when
+        workers share the projection). The position reached; None if the bound runs out."""
         deadline = time.monotonic() + timeout
         while self.position < position:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                return None
             self._advanced.clear()
             # Poll as well as listen: a missed announcement must not cost the whole wait.
             with contextlib.suppress(TimeoutError):
@@ -237,7 +247,25 @@ class ProjectionState:
             if self.position < position:
                 with contextlib.suppress(StoreUnavailableError, RedisReplyError):
                     await self._refresh_position()
-        return True
+                    reached = await self._partition_position(customer_id)
+                    if reached >= position:
+                        return reached
+        return self.position
+
+    async def _partition_position(self, customer_id: int) -> int:
+        """How far the customer's partition is applied: its checkpoint (moved after the
+        partition's changes in every page) or its slice's recorded position."""
+        generation = self.generation
+        partition = partition_of(customer_id)
+        slice_position, checkpoint = await asyncio.gather(
+            self._link.execute(
+                "HGET", self._keys.tracking(generation), slice_field(slice_of(partition))
+            ),
+            self._link.execute("GET", self._keys.checkpoint(generation, partition)),
+        )
+        if generation != self.generation:
+            return 0  # switched meanwhile: those were the old generation's
+        return max(as_int(slice_position), as_int(checkpoint))
 
     def announce(self, message: bytes | str) -> None:
         """Apply a "{generation}:{position}" announcement from the positions channel."""

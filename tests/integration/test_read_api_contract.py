@@ -21,7 +21,7 @@ from edge.token_header import (
     PERMISSION_DENIED,
 )
 from projections.customer_record import offset_of, orders_field
-from projections.read_model import Keys
+from projections.read_model import Keys, partition_of, slice_field, slice_of
 from runtime.container import Container
 from runtime.http import build_app
 from runtime.settings import Settings
@@ -247,6 +247,31 @@ def test_a_missed_announcement_is_found_by_polling(
     set_applied_position(client, keys, 13, announce=False)
     response = get(base_url, "/api/customers/7", **{"X-Min-Position": "13"})
     assert response.status_code == 200
+
+
+def test_x_min_position_waits_only_on_the_customers_own_partition(
+    base_url: str, store: tuple[redis.Redis, Keys]
+) -> None:
+    client, keys = store
+    other = 4000  # in another partition (and slice) than customer 7
+    assert partition_of(other) != partition_of(7)
+    assert slice_of(partition_of(other)) != slice_of(partition_of(7))
+    put_customer(client, keys, other, position=10)
+    # The read model as a whole is at 10; customer 7's partition has applied up to 15,
+    # customer 4000's slice (its workers' recorded position) up to 16.
+    client.set(keys.checkpoint(1, partition_of(7)), 15)
+    client.hset(keys.tracking(1), slice_field(slice_of(partition_of(other))), 16)
+
+    ahead = get(base_url, "/api/customers/7", **{"X-Min-Position": "15"})
+    assert ahead.status_code == 200
+    assert ahead.headers["x-projection-position"] == "15"
+    by_slice = get(base_url, f"/api/customers/{other}", **{"X-Min-Position": "16"})
+    assert by_slice.status_code == 200
+    assert by_slice.headers["x-projection-position"] == "16"
+    # Neither has reached 17 (nor 7 reached 16): the wait is still bounded, then 503.
+    behind = get(base_url, f"/api/customers/{other}", **{"X-Min-Position": "17"})
+    assert behind.status_code == 503
+    assert get(base_url, "/api/customers/7", **{"X-Min-Position": "16"}).status_code == 503
 
 
 @pytest.mark.parametrize("value", ["-1", "ten", "1.5", "99999999999999999999"])
