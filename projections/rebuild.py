@@ -19,10 +19,11 @@ from eventsourcing.persistence import ApplicationRecorder
 from contract.application import APPLICATION_NAME
 from projections.generation import DROP_GRACE_SECONDS, current_generation
 from projections.projector import Projector
-from projections.read_model import Keys
+from projections.read_model import SLICES, Keys
 from projections.redis_client import RedisClient
 from projections.repair import read_marker
 from projections.scripts import switch_generation
+from projections.worker_share import FixedShare
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class RebuildResult:
 
 
 Progress = Callable[[int, int, int], None]  # (position, head, events read so far)
+# Fills a new generation with several workers, each its slices; returns the events read.
+Fill = Callable[[int], int]
 
 
 def rebuild(
@@ -55,14 +58,20 @@ def rebuild(
     page_size: int = 5000,
     drop_grace: float = DROP_GRACE_SECONDS,
     application_name: str = APPLICATION_NAME,
+    fill: Fill | None = None,
 ) -> RebuildResult:
-    """Rebuild the read model from the event store into a new generation and switch to it."""
+    """Rebuild the read model from the event store into a new generation and switch to it.
+
+    fill: workers fill the new generation first (each applies its slices, to the head);
+    this process then applies what came after and switches."""
     lock = f"{{{keys.prefix}}}:rebuild-lock"
     token = f"{os.getpid()}:{time.time_ns()}"
     if not client.set(lock, token, nx=True, ex=LOCK_SECONDS):
         raise RebuildError("another rebuild is running (lock held)")
     try:
-        return _rebuild(recorder, client, keys, progress, page_size, drop_grace, application_name)
+        return _rebuild(
+            recorder, client, keys, progress, page_size, drop_grace, application_name, fill
+        )
     finally:
         if client.get(lock) == token.encode():
             client.delete(lock)
@@ -76,6 +85,7 @@ def _rebuild(
     page_size: int,
     drop_grace: float,
     application_name: str,
+    fill: Fill | None = None,
 ) -> RebuildResult:
     started = time.monotonic()
     old = current_generation(client, keys)
@@ -90,6 +100,8 @@ def _rebuild(
         if progress is not None:
             progress(position, max(head, position), events)
 
+    if fill is not None:
+        events = fill(new)
     projector = Projector(
         recorder,
         client,
@@ -99,6 +111,8 @@ def _rebuild(
         publish=False,
         page_size=page_size,
         on_page=on_page,
+        # After workers, go on slice by slice: each is recorded at its own position.
+        share=FixedShare(frozenset(range(SLICES))) if fill is not None else None,
     )
     for _ in range(MAX_SWITCH_ATTEMPTS):
         projector.catch_up()

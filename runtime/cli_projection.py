@@ -167,15 +167,28 @@ def dead_letters_command(
     Console().print(table)
 
 
-def rebuild_command() -> None:
+def rebuild_command(
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_WORKERS,
+            help="Processes filling the new generation, each a share of the partitions",
+        ),
+    ] = 1,
+) -> None:
     """Rebuild the read model into a fresh generation while the current one serves reads."""
     from redis.exceptions import RedisError
 
+    from contract.application import APPLICATION_NAME
     from projections.event_decoding import UnprojectableEventError
     from projections.page_commands import ProjectionStoreError
     from projections.rebuild import RebuildError, rebuild
+    from projections.tracking import RedisTrackingRecorder
+    from runtime.rebuild_workers import fill_with_workers
 
     container = open_read_model()
+    recorder = container.write_service.recorder
     started = time.monotonic()
     try:
         with progress_bar(rate=True, transient=False) as progress:
@@ -185,11 +198,18 @@ def rebuild_command() -> None:
                 rate = events / max(time.monotonic() - started, 1e-9)
                 progress.update(task, completed=position, total=head, rate=rate)
 
+            def applied(generation: int) -> int:
+                tracking = RedisTrackingRecorder(container.redis, container.redis_keys, generation)
+                position = tracking.max_tracking_id(APPLICATION_NAME) or 0
+                report(position, max(position, recorder.max_notification_id() or 0), position)
+                return position
+
             result = rebuild(
-                container.write_service.recorder,
+                recorder,
                 container.redis,
                 container.redis_keys,
                 progress=report,
+                fill=fill_with_workers(workers, None, applied) if workers > 1 else None,
             )
     except (RebuildError, ProjectionStoreError, UnprojectableEventError) as error:
         raise fail(f"{error}; the old generation still serves") from None
@@ -207,9 +227,46 @@ def rebuild_command() -> None:
     )
 
 
+def rebuild_worker(
+    generation: Annotated[int, typer.Option(min=1)],
+    slices: Annotated[str, typer.Option(help="Comma-separated slice numbers")],
+    page_size: Annotated[int | None, typer.Option(min=1, max=100_000)] = None,
+) -> None:
+    """One of `rebuild --workers`' processes: fill its slices of a new generation."""
+    from projections.event_decoding import UnprojectableEventError
+    from projections.page_commands import ProjectionStoreError
+    from projections.projector import DEFAULT_PAGE_SIZE, Projector
+    from projections.worker_share import FixedShare
+
+    container = open_read_model()
+    events = 0
+
+    def count(_: int, page_events: int) -> None:
+        nonlocal events
+        events += page_events
+
+    try:
+        Projector(
+            container.write_service.recorder,
+            container.redis,
+            container.redis_keys,
+            generation=generation,
+            publish=False,
+            page_size=page_size or DEFAULT_PAGE_SIZE,
+            on_page=count,
+            share=FixedShare(frozenset(int(s) for s in slices.split(","))),
+        ).catch_up()
+    except (ProjectionStoreError, UnprojectableEventError) as error:
+        raise fail(str(error)) from None
+    finally:
+        container.close()
+    print(events)  # read by the rebuild that started this process
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the `customers` app."""
     app.command("project")(project)
     app.command("rebuild")(rebuild_command)
+    app.command("rebuild-worker", hidden=True)(rebuild_worker)
     app.command("audit")(audit_command)
     app.command("dead-letters")(dead_letters_command)

@@ -403,3 +403,46 @@ def test_a_stale_worker_holding_older_tokens_is_refused_and_changes_nothing(
         # B applies them: exactly the fold.
         newer.catch_up()
         assert all_projected(client, keys) == folded(service)
+
+
+def test_rebuild_with_two_workers_switches_to_the_pure_fold_while_workers_project_live(
+    postgres_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    from projections.generation import current_generation
+
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(redis_prefix)
+    env = cli_env(postgres_url, redis_url, redis_prefix, tmp_path)
+    with customer_service(postgres_url) as service:
+        seeded(service, 200)
+        live = start_cli(env, "project", "--workers", "2")
+        try:
+            wait_for_head(client, keys, service)
+            with writing_load(postgres_url):
+                # Two processes fill generation 2, each its slices; then it is switched to.
+                rebuilding = start_cli(env, "rebuild", "--workers", "2")
+                output, errors = rebuilding.communicate(timeout=240)
+                assert rebuilding.returncode == 0, errors
+                assert "rebuilt generation 2" in errors
+            assert current_generation(client, keys) == 2
+            # The live workers follow the switch and go on in generation 2.
+            wait_for_head(client, keys, service)
+            assert all_projected(client, keys) == folded(service)
+        finally:
+            stop(live)
+        audit_is_clean(env)
+
+
+def test_rebuild_with_workers_on_sqlite_gives_the_pure_fold(
+    sqlite_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(redis_prefix)
+    env = cli_env(sqlite_url, redis_url, redis_prefix, tmp_path)
+    with customer_service(sqlite_url) as service:
+        seeded(service, 60)
+        rebuilding = start_cli(env, "rebuild", "--workers", "3")
+        _, errors = rebuilding.communicate(timeout=240)
+        assert rebuilding.returncode == 0, errors
+        assert all_projected(client, keys) == folded(service)
+    audit_is_clean(env)
