@@ -77,6 +77,8 @@ PARTS: tuple[Part, ...] = (
     Part("cluster", "bench.cluster",
          quick="--customers 5000 --duration 2 --rounds 2",
          full="--customers 50000 --duration 6 --rounds 2", timeout=(120, 360), needs_wrk=True),
+    Part("workers", "bench.workers",
+         quick="--customers 10000", full="--customers 100000", timeout=(120, 480)),
 )  # fmt: skip
 
 
