@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 import psycopg
@@ -132,6 +133,18 @@ def wait_for_head(client: redis.Redis, keys: Keys, service: CustomerService) -> 
     wait_until(lambda: applied_position(client, keys) >= head, "every slice caught up", 60)
 
 
+@pytest.fixture(params=["redis", "valkey-cluster"])
+def read_model(
+    request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
+) -> tuple[str, redis.Redis, Keys]:
+    """The read model's URL, a client and its keys: one Redis, or a 3+3 Valkey cluster."""
+    if request.param == "redis":
+        return redis_url, redis.Redis.from_url(redis_url), Keys(redis_prefix)
+    cluster: ValkeyCluster = request.getfixturevalue("shared_valkey_cluster")
+    client: Any = connect(cluster.url)
+    return cluster.url, client, Keys(f"workers-{redis_prefix}")
+
+
 def test_two_workers_take_half_the_slices_each_and_project_the_pure_fold(
     postgres_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
@@ -206,11 +219,10 @@ def test_a_worker_joining_takes_its_share_and_a_worker_leaving_hands_its_slices_
 
 
 def test_a_worker_killed_9_mid_load_is_taken_over_and_nothing_is_lost_or_counted_twice(
-    postgres_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+    postgres_url: str, read_model: tuple[str, redis.Redis, Keys], tmp_path: Path
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
-    keys = Keys(redis_prefix)
-    env = cli_env(postgres_url, redis_url, redis_prefix, tmp_path)
+    url, client, keys = read_model
+    env = cli_env(postgres_url, url, keys.prefix, tmp_path)
     with customer_service(postgres_url) as service:
         head = seeded(service, 300)
         # Two workers with small pages, so the kill lands mid catch-up.
@@ -218,7 +230,7 @@ def test_a_worker_killed_9_mid_load_is_taken_over_and_nothing_is_lost_or_counted
         survivor = start_cli(env, "project", "--page-size", "20")
         try:
             wait_until(
-                lambda: shares(postgres_url, redis_prefix) == {doomed.pid: 8, survivor.pid: 8},
+                lambda: shares(postgres_url, keys.prefix) == {doomed.pid: 8, survivor.pid: 8},
                 "both workers hold their 8 slices",
                 30,
             )
@@ -227,7 +239,7 @@ def test_a_worker_killed_9_mid_load_is_taken_over_and_nothing_is_lost_or_counted
                 doomed.send_signal(signal.SIGKILL)
                 killed_at = time.monotonic()
                 wait_until(
-                    lambda: shares(postgres_url, redis_prefix) == {survivor.pid: SLICES},
+                    lambda: shares(postgres_url, keys.prefix) == {survivor.pid: SLICES},
                     "the survivor took every slice over",
                     30,
                 )
@@ -243,18 +255,17 @@ def test_a_worker_killed_9_mid_load_is_taken_over_and_nothing_is_lost_or_counted
 
 
 def test_a_hung_worker_is_taken_over_and_when_it_wakes_it_is_fenced_and_changes_nothing(
-    postgres_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+    postgres_url: str, read_model: tuple[str, redis.Redis, Keys], tmp_path: Path
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
-    keys = Keys(redis_prefix)
-    env = cli_env(postgres_url, redis_url, redis_prefix, tmp_path)
+    url, client, keys = read_model
+    env = cli_env(postgres_url, url, keys.prefix, tmp_path)
     with customer_service(postgres_url) as service:
         head = seeded(service, 300)
         hung = start_cli(env, "project", "--page-size", "20")
         other = start_cli(env, "project", "--page-size", "20")
         try:
             wait_until(
-                lambda: shares(postgres_url, redis_prefix) == {hung.pid: 8, other.pid: 8},
+                lambda: shares(postgres_url, keys.prefix) == {hung.pid: 8, other.pid: 8},
                 "both workers hold their 8 slices",
                 30,
             )
@@ -264,7 +275,7 @@ def test_a_hung_worker_is_taken_over_and_when_it_wakes_it_is_fenced_and_changes_
                 hung.send_signal(signal.SIGSTOP)
                 hung_at = time.monotonic()
                 wait_until(
-                    lambda: shares(postgres_url, redis_prefix) == {other.pid: SLICES},
+                    lambda: shares(postgres_url, keys.prefix) == {other.pid: SLICES},
                     "the other worker took every slice over",
                     30,
                 )
@@ -273,7 +284,7 @@ def test_a_hung_worker_is_taken_over_and_when_it_wakes_it_is_fenced_and_changes_
                 # writes are refused, and it rejoins and gets its share back fenced anew.
                 hung.send_signal(signal.SIGCONT)
                 wait_until(
-                    lambda: shares(postgres_url, redis_prefix) == {hung.pid: 8, other.pid: 8},
+                    lambda: shares(postgres_url, keys.prefix) == {hung.pid: 8, other.pid: 8},
                     "the woken worker has its share again",
                     30,
                 )
@@ -421,7 +432,7 @@ def test_rebuild_with_two_workers_switches_to_the_pure_fold_while_workers_projec
             with writing_load(postgres_url):
                 # Two processes fill generation 2, each its slices; then it is switched to.
                 rebuilding = start_cli(env, "rebuild", "--workers", "2")
-                output, errors = rebuilding.communicate(timeout=240)
+                _, errors = rebuilding.communicate(timeout=240)
                 assert rebuilding.returncode == 0, errors
                 assert "rebuilt generation 2" in errors
             assert current_generation(client, keys) == 2
