@@ -175,19 +175,22 @@ def takeover(fault: signal.Signals, env: dict[str, str], head: int) -> dict[str,
 
 
 def rebuild_with(workers: int, env: dict[str, str]) -> dict[str, Any]:
-    from projections.rebuild import rebuild
+    from projections.rebuild import fill_slices, rebuild
     from runtime.rebuild_workers import fill_with_workers
 
     os.environ.update(env)  # the worker processes read their settings from it
     client = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=60)
+    keys = Keys(env["REDIS_PREFIX"])
     service = CustomerService(event_store_env(env["EVENT_STORE_URL"]))
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = time.process_time()
     try:
-        fill = fill_with_workers(workers, None, lambda _: 0) if workers > 1 else None
-        result = rebuild(
-            service.recorder, client, Keys(env["REDIS_PREFIX"]), drop_grace=0.0, fill=fill
-        )
+
+        def fill_own(generation: int, slices: frozenset[int]) -> int:
+            return fill_slices(service.recorder, client, keys, generation, slices)
+
+        fill = fill_with_workers(workers, None, fill_own, lambda _: 0) if workers > 1 else None
+        result = rebuild(service.recorder, client, keys, drop_grace=0.0, fill=fill)
     finally:
         service.close()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

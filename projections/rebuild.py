@@ -135,6 +135,39 @@ def _rebuild(
     return RebuildResult(old, new, result, events, seconds)
 
 
+def fill_slices(
+    recorder: ApplicationRecorder,
+    client: RedisClient,
+    keys: Keys,
+    generation: int,
+    slices: frozenset[int],
+    *,
+    page_size: int = 5000,
+    on_page: Callable[[int, int], None] | None = None,
+) -> int:
+    """Apply the whole event store to these slices of a new generation (one of a
+    rebuild's workers); returns the events read."""
+    events = 0
+
+    def count(position: int, page_events: int) -> None:
+        nonlocal events
+        events += page_events
+        if on_page is not None:
+            on_page(position, page_events)
+
+    Projector(
+        recorder,
+        client,
+        keys,
+        generation=generation,
+        publish=False,
+        page_size=page_size,
+        on_page=count,
+        share=FixedShare(slices),
+    ).catch_up()
+    return events
+
+
 def rebuild_for_repair(projector: Projector) -> None:
     """The rebuild a repair found necessary, unless another projector did it meanwhile."""
     client, keys = projector.client, projector.keys

@@ -183,7 +183,7 @@ def rebuild_command(
     from contract.application import APPLICATION_NAME
     from projections.event_decoding import UnprojectableEventError
     from projections.page_commands import ProjectionStoreError
-    from projections.rebuild import RebuildError, rebuild
+    from projections.rebuild import RebuildError, fill_slices, rebuild
     from projections.tracking import RedisTrackingRecorder
     from runtime.rebuild_workers import fill_with_workers
 
@@ -204,12 +204,21 @@ def rebuild_command(
                 report(position, max(position, recorder.max_notification_id() or 0), position)
                 return position
 
+            def fill_own(generation: int, slices: frozenset[int]) -> int:
+                def on_page(_: int, __: int) -> None:
+                    applied(generation)
+
+                return fill_slices(
+                    recorder, container.redis, container.redis_keys, generation, slices,
+                    on_page=on_page,
+                )  # fmt: skip
+
             result = rebuild(
                 recorder,
                 container.redis,
                 container.redis_keys,
                 progress=report,
-                fill=fill_with_workers(workers, None, applied) if workers > 1 else None,
+                fill=fill_with_workers(workers, None, fill_own, applied) if workers > 1 else None,
             )
     except (RebuildError, ProjectionStoreError, UnprojectableEventError) as error:
         raise fail(f"{error}; the old generation still serves") from None
@@ -235,27 +244,19 @@ def rebuild_worker(
     """One of `rebuild --workers`' processes: fill its slices of a new generation."""
     from projections.event_decoding import UnprojectableEventError
     from projections.page_commands import ProjectionStoreError
-    from projections.projector import DEFAULT_PAGE_SIZE, Projector
-    from projections.worker_share import FixedShare
+    from projections.projector import DEFAULT_PAGE_SIZE
+    from projections.rebuild import fill_slices
 
     container = open_read_model()
-    events = 0
-
-    def count(_: int, page_events: int) -> None:
-        nonlocal events
-        events += page_events
-
     try:
-        Projector(
+        events = fill_slices(
             container.write_service.recorder,
             container.redis,
             container.redis_keys,
-            generation=generation,
-            publish=False,
+            generation,
+            frozenset(int(s) for s in slices.split(",")),
             page_size=page_size or DEFAULT_PAGE_SIZE,
-            on_page=count,
-            share=FixedShare(frozenset(int(s) for s in slices.split(","))),
-        ).catch_up()
+        )
     except (ProjectionStoreError, UnprojectableEventError) as error:
         raise fail(str(error)) from None
     finally:

@@ -1,9 +1,10 @@
 """`customers rebuild --workers N`: N processes fill the new generation, slices split.
 
 Worker W applies the slices S with S mod N == W (projections/worker_share.FixedShare):
-each reads the whole log but decodes and sends only its customers, so N cores share the
-work that bounds a rebuild. Each records its slices' positions; when all have reached
-the head, the rebuild itself applies what came after and switches (projections/rebuild.py).
+the rebuilding process is worker 0, and starts N - 1 others. Each reads the whole log but
+sends only its customers, so N cores share the work that bounds a rebuild. Each records
+its slices' positions; when all have reached the head, the rebuild applies what came
+after and switches (projections/rebuild.py).
 """
 
 from __future__ import annotations
@@ -34,9 +35,15 @@ def worker_command(generation: int, slices: list[int], page_size: int | None) ->
     return command
 
 
-def fill_with_workers(workers: int, page_size: int | None, applied: Callable[[int], int]) -> Fill:
-    """A Fill for projections.rebuild running `workers` processes; `applied(generation)`
-    is the position every slice has reached (read while they run, for progress)."""
+def fill_with_workers(
+    workers: int,
+    page_size: int | None,
+    fill_own: Callable[[int, frozenset[int]], int],
+    applied: Callable[[int], int],
+) -> Fill:
+    """A Fill for projections.rebuild: this process fills worker 0's slices with
+    `fill_own(generation, slices)` while `workers - 1` processes fill the others;
+    `applied(generation)` reads how far every slice got (for progress)."""
 
     def fill(generation: int) -> int:
         with contextlib.ExitStack() as stack:
@@ -47,9 +54,11 @@ def fill_with_workers(workers: int, page_size: int | None, applied: Callable[[in
                     stdout=subprocess.PIPE,
                     stderr=logs[w],
                 )
-                for w in range(workers)
+                for w in range(1, workers)
             ]
             stack.callback(_kill_all, children)
+            # Meanwhile the helpers start up (an interpreter's imports take a while).
+            events = fill_own(generation, frozenset(slices_of(0, workers)))
             while any(child.poll() is None for child in children):
                 _check(children, logs)
                 applied(generation)
@@ -57,16 +66,16 @@ def fill_with_workers(workers: int, page_size: int | None, applied: Callable[[in
             read = [child.communicate()[0] for child in children]
             _check(children, logs)
             # Each worker reads every event and applies its slices' share of them.
-            return max(int(out.decode().strip() or 0) for out in read)
+            return max([events, *(int(out.decode().strip() or 0) for out in read)])
 
     return fill
 
 
 def _check(children: list[subprocess.Popen[bytes]], logs: Sequence[IO[bytes]]) -> None:
     """Raise RebuildError naming the first worker that failed, with its last line."""
-    for worker, child in enumerate(children):
+    for helper, child in enumerate(children, start=1):
         if child.returncode not in (None, 0):
-            raise RebuildError(_failure(worker, logs[worker]))
+            raise RebuildError(_failure(helper, logs[helper]))
 
 
 def _kill_all(children: list[subprocess.Popen[bytes]]) -> None:
