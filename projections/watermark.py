@@ -15,10 +15,10 @@ from __future__ import annotations
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
-from psycopg.errors import DuplicateTable, UniqueViolation
 from psycopg.sql import SQL, Identifier
 
 TABLE = "read_model_watermarks"
+CREATE_LOCK = 0x43_52_4D_57  # advisory lock key taken while creating the table ("CRMW")
 
 
 class Watermark:
@@ -91,11 +91,11 @@ class Watermark:
                 "CREATE TABLE IF NOT EXISTS {}.{} (name text PRIMARY KEY, "
                 "position bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
             ).format(Identifier(recorder.datastore.schema), Identifier(TABLE))
-            try:
-                with recorder.datastore.get_connection() as conn:
-                    conn.execute(statement)
-            except (DuplicateTable, UniqueViolation):
-                pass  # another process created it at the same moment
+            # Projectors starting together would race to create it (and the loser fail):
+            # the lock makes them take turns, and the later one finds it.
+            with recorder.datastore.get_connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_LOCK,))
+                conn.execute(statement)
         elif isinstance(recorder, SQLiteApplicationRecorder):
             with recorder.datastore.transaction(commit=True) as cursor:
                 cursor.execute(
