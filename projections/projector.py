@@ -39,7 +39,7 @@ from projections.page_commands import (
     prepare_page,
 )
 from projections.partition_repair import partitions_behind, read_floors, replay_partitions
-from projections.read_model import Keys, floor_field
+from projections.read_model import Keys, floor_field, slice_of
 from projections.redis_client import RedisClient
 from projections.repair import ReadModelLostError, Repair, check_unchanged, read_marker
 from projections.tracking import (
@@ -173,6 +173,8 @@ class Projector:
         if self._follow:
             self.client.set(self.keys.generation, str(self.generation), nx=True)
         self.position = lost.found
+        if self.owned is not None:
+            self._take_slices_position()  # each slice from what Redis holds of it now
         self.verified_at = time.monotonic()
 
     def adopt_rebuilt(self, generation: int) -> None:
@@ -224,8 +226,7 @@ class Projector:
                         self._repair_partitions(rolled_back.found)
                         break  # read the page again, on the repaired partitions
                     except (FencedError, SlicesFencedError) as fenced:
-                        assert owned is not None  # only workers' calls carry tokens
-                        owned.lose(getattr(fenced, "partitions", None))
+                        self._lose(fenced)
                         break  # read on with the slices still ours
                     if self.generation != generation:
                         break  # a rebuild switched generations: read on from its position
@@ -296,11 +297,17 @@ class Projector:
             "partition %d to position %d: replaying what they lost",
             len(found), *min(found.items()),
         )  # fmt: skip
-        tokens = self.owned.partition_tokens if self.owned is not None else None
-        replay_partitions(
-            self._read, self.client, self.keys, self.generation, found, self.position,
-            self._is_skipped, self.fences, tokens,
-        )  # fmt: skip
+        tokens = None
+        if self.owned is not None:  # a worker replays its own partitions only, fenced
+            tokens = self.owned.partition_tokens
+            found = {p: at for p, at in found.items() if p in tokens}
+        try:
+            replay_partitions(
+                self._read, self.client, self.keys, self.generation, found, self.position,
+                self._is_skipped, self.fences, tokens,
+            )  # fmt: skip
+        except FencedError as fenced:
+            self._lose(fenced)
 
     def _record_position(self, position: int, partitions: Sequence[int] = ()) -> None:
         floors = [(floor_field(p), str(position)) for p in partitions]
@@ -384,9 +391,21 @@ class Projector:
     # Workers
 
     def _sync_share(self, owned: OwnedSlices) -> None:
-        """Take up the slices the share offers now; read from the lowest one's position."""
-        if owned.changed and owned.sync(self.client, self.keys, self.tracking):
+        """Take up the slices the share offers now; read from the lowest one's position.
+        (Not taken as seen until both are done: a Redis error on the way means again.)"""
+        if owned.changed:
+            owned.sync(self.client, self.keys, self.tracking)
             self._take_slices_position()
+            owned.seen()
+
+    def _lose(self, fenced: FencedError | SlicesFencedError) -> None:
+        """A newer owner refused our token: drop those slices, and their fences."""
+        assert self.owned is not None  # only workers' calls carry tokens
+        if isinstance(fenced, FencedError):
+            self.owned.lose(frozenset(slice_of(p) for p in fenced.partitions))
+        else:
+            self.owned.lose(fenced.slices)
+        self.fences = {p: f for p, f in self.fences.items() if p in self.owned.partitions}
 
     def _take_slices_position(self) -> None:
         assert self.owned is not None

@@ -24,6 +24,11 @@ class TrackingRolledBackError(Exception):
 class SlicesFencedError(Exception):
     """A slice has a newer owner: this worker was taken for dead (its lease ran out)."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        words = message.split()  # FENCED <owner token> slice <slice>
+        self.slices = frozenset([int(words[3])]) if len(words) == 4 else None
+
 
 class RedisTrackingRecorder(TrackingRecorder):
     """Positions per application name in one generation's tracking hash; they only grow."""
@@ -109,7 +114,8 @@ class RedisTrackingRecorder(TrackingRecorder):
         base = int(values[0] or 0)
         return {s: max(base, int(v or 0)) for s, v in enumerate(values[1:])}
 
-    def claim_slice(self, slice_number: int, token: int) -> bool:
-        """Raise the slice's owner token in the tracking hash; False if a newer one holds it."""
+    def claim_slice(self, slice_number: int, token: int) -> int:
+        """Raise the slice's owner token in the tracking hash; the token held afterwards
+        (above `token`: a newer owner holds the slice)."""
         held = claim_partition(self.client, [self.key], [str(token), token_field(slice_number)])
-        return int(str(held)) == token
+        return int(str(held))

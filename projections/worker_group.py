@@ -27,7 +27,6 @@ from typing import Any
 
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder
-from psycopg.conninfo import make_conninfo
 
 from projections.read_model import SLICES
 
@@ -36,6 +35,25 @@ logger = logging.getLogger(__name__)
 LEASE_SECONDS = 2.0  # a hung member's slices are taken over this long after its last renewal
 TICK_SECONDS = 0.25  # how often a member renews its lease and looks at the others
 LOCK_CLASS = 0x43_50_52_4A  # advisory lock namespace of members' liveness locks ("CPRJ")
+FORGET_AFTER_SECONDS = 60  # rows of members gone this long are deleted
+
+# A member that hangs inside a transaction (SIGSTOP, a frozen VM) must not hold the slice
+# rows' locks for long: PostgreSQL ends its session after a second idle in a transaction,
+# which also frees its liveness lock, and others wait for a row lock a second at most.
+# Keepalives find a dead network path within seconds instead of hours.
+_SESSION = (
+    "SET lock_timeout = '1s'; SET statement_timeout = '2s'; "
+    "SET idle_in_transaction_session_timeout = '1s'"
+)
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 1,
+    "keepalives_interval": 1,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 3000,
+}
+# What psycopg.connect takes besides libpq's connection options.
+_NOT_LIBPQ = ("autocommit", "prepare_threshold", "row_factory", "cursor_factory", "context")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_workers (
@@ -75,13 +93,13 @@ class WorkerGroup:
 
     def __init__(
         self,
-        conninfo: str,
+        connection: dict[str, Any],
         group: str,
         *,
         on_change: Callable[[], None] = lambda: None,
         name: str | None = None,
     ) -> None:
-        self._conninfo = conninfo
+        self._connection = connection  # psycopg.connect's keyword arguments
         self.group = group
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.on_change = on_change  # called from the group's thread
@@ -89,6 +107,7 @@ class WorkerGroup:
         self._granted: dict[int, int] = {}  # slice -> token, held in PostgreSQL
         self._leaving: set[int] = set()  # held, but now another member's share
         self._released: set[int] = set()  # stopped applying: give back at the next tick
+        self._outdated: dict[int, int] = {}  # slice -> a newer token Redis holds
         self._version = 0
         self.members: list[str] = []
         self._stop = threading.Event()
@@ -98,16 +117,20 @@ class WorkerGroup:
 
     @classmethod
     def for_recorder(cls, recorder: object, group: str) -> WorkerGroup:
+        """A member on the event store's own database, with its connection options
+        (TLS included), its tables beside the event store's."""
         if not isinstance(recorder, PostgresApplicationRecorder):
             raise WorkerGroupError("workers share the projection through PostgreSQL")
         datastore = recorder.datastore
-        wanted = ("dbname", "host", "port", "user", "password")
-        given = datastore.pool.kwargs
-        assert isinstance(given, dict)
-        options = {k: v for k, v in given.items() if k in wanted and v}
-        if datastore.schema != "public":  # the tables go beside the event store's
-            options["options"] = f"-c search_path={datastore.schema}"
-        return cls(make_conninfo(**options), group)
+        pool = datastore.pool
+        assert isinstance(pool.kwargs, dict)
+        options = {k: v for k, v in pool.kwargs.items() if k not in _NOT_LIBPQ and v is not None}
+        if pool.get_password_func is not None:
+            options["password"] = pool.get_password_func()
+        if datastore.schema and datastore.schema != "public":
+            search_path = f"-c search_path={datastore.schema}"
+            options["options"] = f"{options.get('options', '')} {search_path}".strip()
+        return cls({**options, **_KEEPALIVES}, group)
 
     # The Share protocol (projections/worker_share.py)
 
@@ -123,6 +146,10 @@ class WorkerGroup:
         with self._lock:
             self._released |= slices
 
+    def outdated(self, slice_number: int, held: int) -> None:
+        with self._lock:
+            self._outdated[slice_number] = max(held, self._outdated.get(slice_number, 0))
+
     # Membership
 
     def start(self) -> None:
@@ -131,15 +158,19 @@ class WorkerGroup:
             self._connect()
             self._tick()
         except psycopg.Error as error:
-            raise WorkerGroupError(f"cannot join the projection's workers: {error}") from None
+            self._drop_connection()
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise WorkerGroupError(f"cannot join the projection's workers: {reason}") from None
         self._thread.start()
 
     def stop(self) -> None:
         """Leave: give every slice back at once, so the others take over without waiting."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         conn = self._conn
-        if conn is None:
+        if conn is None or conn.closed or conn.broken:
+            self._drop_connection()
             return
         try:
             with conn.transaction():
@@ -170,10 +201,13 @@ class WorkerGroup:
                 if str(error) != problem:
                     logger.warning("workers' group: %s; retrying", error)
                     problem = str(error)
-                self._drop_connection()
+                if self._conn is not None and (self._conn.closed or self._conn.broken):
+                    self._drop_connection()  # else (a lock timeout): the same session again
 
     def _connect(self) -> None:
-        conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+        options = {"connect_timeout": 5, **self._connection}
+        conn = psycopg.connect(**options, autocommit=True)
+        conn.execute(_SESSION)
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
             for statement in _SCHEMA.split(";"):
@@ -200,7 +234,13 @@ class WorkerGroup:
         assert conn is not None
         with self._lock:
             released = set(self._released)
+            outdated = dict(self._outdated)
         with conn.transaction():
+            conn.execute(
+                "DELETE FROM projection_workers WHERE read_model = %s "
+                "AND expires_at < clock_timestamp() - %s * interval '1 second'",
+                (self.group, FORGET_AFTER_SECONDS),
+            )
             conn.execute(
                 "INSERT INTO projection_workers (read_model, worker, lock_key, expires_at) "
                 "VALUES (%s, %s, %s, clock_timestamp() + %s * interval '1 second') "
@@ -226,6 +266,15 @@ class WorkerGroup:
                         (self.group, slice_number),
                     )
                 elif owner == self.name:
+                    if outdated.get(slice_number, 0) >= token:
+                        # Redis holds a token this group never granted (an earlier
+                        # group's): ours must be above it to be taken.
+                        token = outdated[slice_number] + 1
+                        conn.execute(
+                            "UPDATE projection_slices SET token = %s "
+                            "WHERE read_model = %s AND slice = %s",
+                            (token, self.group, slice_number),
+                        )
                     granted[slice_number] = token
                     if slice_number not in mine:
                         leaving.add(slice_number)
@@ -241,6 +290,9 @@ class WorkerGroup:
             changed = granted != self._granted or leaving != self._leaving
             self._granted, self._leaving = granted, leaving
             self._released -= released
+            for slice_number in outdated:
+                if self._outdated.get(slice_number) == outdated[slice_number]:
+                    del self._outdated[slice_number]
             self.members = alive
             if changed:
                 self._version += 1

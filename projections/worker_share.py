@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from projections.read_model import Keys, slice_of, slice_partitions
+from projections.read_model import Keys, slice_partitions
 from projections.redis_client import RedisClient
 from projections.scripts import claim_partition
 from projections.tracking import RedisTrackingRecorder
@@ -38,6 +38,11 @@ class Share(Protocol):
     def released(self, slices: frozenset[int]) -> None:
         """This worker stopped applying these slices (another may take them now)."""
 
+    def outdated(self, slice_number: int, held: int) -> None:
+        """Redis holds token `held` for this slice, newer than `offered` gave: if the
+        slice is still this worker's (the token is left from an earlier group, e.g. its
+        tables were recreated), grant one above it."""
+
 
 class FixedShare:
     """A fixed set of slices, unfenced: a rebuild's workers split a new generation."""
@@ -53,6 +58,9 @@ class FixedShare:
     def released(self, slices: frozenset[int]) -> None:
         pass
 
+    def outdated(self, slice_number: int, held: int) -> None:
+        pass  # unfenced: a claim never fails
+
 
 class OwnedSlices:
     """The slices a projector applies now, kept in step with its Share."""
@@ -63,6 +71,7 @@ class OwnedSlices:
         self.partitions: frozenset[int] = frozenset()
         self.partition_tokens: dict[int, int] = {}
         self.seen_version = -1
+        self._version = -1
 
     @property
     def changed(self) -> bool:
@@ -74,8 +83,11 @@ class OwnedSlices:
         return 0 in self.tokens
 
     def sync(self, client: RedisClient, keys: Keys, tracking: RedisTrackingRecorder) -> bool:
-        """Take up what the share offers now; True if the slices applied changed."""
-        self.seen_version = self.share.version
+        """Take up what the share offers now; True if the slices applied changed.
+
+        The share's version is taken as seen only by `seen()`, once the caller has also
+        read the new slices' positions: a failure on the way means asking again."""
+        self._version = self.share.version
         offered = self.share.offered()
         dropped = frozenset(s for s in self.tokens if offered.get(s) != self.tokens[s])
         if dropped:
@@ -84,8 +96,11 @@ class OwnedSlices:
         for slice_number, token in sorted(offered.items()):
             if slice_number in tokens:
                 continue
-            if claim(client, keys, tracking, slice_number, token):
+            held = claim(client, keys, tracking, slice_number, token)
+            if held == token:
                 tokens[slice_number] = token
+            else:  # a newer owner, or a token the share never granted: let it decide
+                self.share.outdated(slice_number, held)
         if tokens == self.tokens:
             return False
         if set(tokens) != set(self.tokens):
@@ -93,14 +108,18 @@ class OwnedSlices:
         self._use(tokens)
         return True
 
+    def seen(self) -> None:
+        """The slices `sync` took up are in use: look again when the share changes."""
+        self.seen_version = self._version
+
     def reclaim(self, client: RedisClient, keys: Keys, tracking: RedisTrackingRecorder) -> None:
         """Write the tokens again (into a generation a rebuild just switched to)."""
-        held = {s: t for s, t in self.tokens.items() if claim(client, keys, tracking, s, t)}
+        held = {s: t for s, t in self.tokens.items() if claim(client, keys, tracking, s, t) == t}
         self._use(held)
 
-    def lose(self, partitions: frozenset[int] | None = None) -> None:
-        """A newer owner refused us: stop applying those partitions' slices (None: all)."""
-        lost = frozenset(self.tokens) if partitions is None else {slice_of(p) for p in partitions}
+    def lose(self, slices: frozenset[int] | None = None) -> None:
+        """A newer owner refused us: stop applying those slices (None: all)."""
+        lost = frozenset(self.tokens) if slices is None else slices & frozenset(self.tokens)
         logger.warning(
             "slice(s) %s have a newer owner (this worker was taken for dead): dropped",
             sorted(lost),
@@ -120,14 +139,14 @@ def claim(
     tracking: RedisTrackingRecorder,
     slice_number: int,
     token: int,
-) -> bool:
-    """Write `token` beside the slice's partitions and in the tracking hash; False if a
-    newer token holds any of them (the slice is someone else's now)."""
+) -> int:
+    """Write `token` beside the slice's partitions and in the tracking hash; returns the
+    token held afterwards: `token`, or a newer one (the slice is someone else's now)."""
     if not token:
-        return True  # unfenced (a rebuild's fixed split)
+        return token  # unfenced (a rebuild's fixed split)
     generation = tracking.generation
     for partition in slice_partitions(slice_number):
-        held = claim_partition(client, [keys.owner(generation, partition)], [str(token)])
-        if int(str(held)) != token:
-            return False
+        held = int(str(claim_partition(client, [keys.owner(generation, partition)], [str(token)])))
+        if held != token:
+            return held
     return tracking.claim_slice(slice_number, token)

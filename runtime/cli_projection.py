@@ -57,6 +57,8 @@ def project(
     from runtime.single_projector import sqlite_path
 
     if workers > 1:
+        if skip is not None:
+            raise fail("--skip records a decision and exits: run it without --workers")
         if sqlite_path(load_settings().EVENT_STORE_URL) is not None:
             raise fail(
                 "--workers: SQLite has one projector; several workers share the "

@@ -86,7 +86,8 @@ def _kill_all(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _failure(worker: int, log: IO[bytes]) -> str:
+    """(Worker 0 is this process; the helpers are 1 to N - 1.)"""
     log.seek(0)
     lines = log.read().decode(errors="replace").strip().splitlines()
     last = lines[-1].removeprefix("error: ") if lines else "no message"
-    return f"rebuild worker {worker + 1} failed: {last}"
+    return f"rebuild worker {worker} failed: {last}"

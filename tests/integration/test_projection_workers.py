@@ -377,6 +377,9 @@ class Tokens:
     def released(self, slices: frozenset[int]) -> None:
         pass
 
+    def outdated(self, slice_number: int, held: int) -> None:
+        pass  # a newer owner holds it: this share is the stale one
+
 
 def read_model_dump(client: redis.Redis, keys: Keys) -> dict[bytes, bytes | None]:
     names = [*client.scan_iter(match=f"{{{keys.prefix}*", count=1000)]
