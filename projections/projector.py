@@ -39,7 +39,7 @@ from projections.page_commands import (
     prepare_page,
 )
 from projections.partition_repair import partitions_behind, read_floors, replay_partitions
-from projections.read_model import Keys, floor_field, slice_of
+from projections.read_model import Keys, floor_field
 from projections.redis_client import RedisClient
 from projections.repair import ReadModelLostError, Repair, check_unchanged, read_marker
 from projections.tracking import (
@@ -114,9 +114,8 @@ class Projector:
         # projector only: a rebuild's fills a new generation from nothing).
         self._watermark = Watermark(recorder, keys.prefix)
         self._floor = 0
+        # A worker's: its slices (its position is theirs) and every slice's position.
         self.owned = OwnedSlices(share) if share is not None else None
-        # A worker's own position is its slices'; this is every slice's (what readers see).
-        self._all_slices = 0
         load_scripts(client)
         self._use_generation(generation or current_generation(client, keys))
         if self._follow:
@@ -173,8 +172,8 @@ class Projector:
         if self._follow:
             self.client.set(self.keys.generation, str(self.generation), nx=True)
         self.position = lost.found
-        if self.owned is not None:
-            self._take_slices_position()  # each slice from what Redis holds of it now
+        if self.owned is not None:  # each slice from what Redis holds of it now
+            self.position, self.fences = self._slice_positions()
         self.verified_at = time.monotonic()
 
     def adopt_rebuilt(self, generation: int) -> None:
@@ -187,7 +186,7 @@ class Projector:
     @property
     def settled(self) -> int:
         """The position every partition is applied up to, as far as this projector knows."""
-        return self.position if self.owned is None else self._all_slices
+        return self.position if self.owned is None else self.owned.all_slices
 
     # One page: prepared in the reader thread, applied here
 
@@ -197,9 +196,11 @@ class Projector:
         while True:
             owned = self.owned
             if owned is not None:
-                self._sync_share(owned)
+                taken = owned.follow(self.client, self.keys, self.tracking, self.application_name)
+                if taken is not None:
+                    self.position, self.fences = taken
                 if not owned.tokens:  # no slice of ours (yet): the others apply them all
-                    self._all_slices = self.tracking.max_tracking_id(self.application_name) or 0
+                    owned.all_slices = self.tracking.max_tracking_id(self.application_name) or 0
                     return self.position
             generation = self.generation
             fences = dict(self.fences)  # the reader thread's own, moved on as it prepares
@@ -226,7 +227,8 @@ class Projector:
                         self._repair_partitions(rolled_back.found)
                         break  # read the page again, on the repaired partitions
                     except (FencedError, SlicesFencedError) as fenced:
-                        self._lose(fenced)
+                        assert owned is not None  # only workers' calls carry tokens
+                        self.fences = owned.refused(fenced, self.fences)
                         break  # read on with the slices still ours
                     if self.generation != generation:
                         break  # a rebuild switched generations: read on from its position
@@ -307,17 +309,22 @@ class Projector:
                 self._is_skipped, self.fences, tokens,
             )  # fmt: skip
         except FencedError as fenced:
-            self._lose(fenced)
+            assert self.owned is not None  # only workers' calls carry tokens
+            self.fences = self.owned.refused(fenced, self.fences)
 
     def _record_position(self, position: int, partitions: Sequence[int] = ()) -> None:
         floors = [(floor_field(p), str(position)) for p in partitions]
+        announce = True
         try:
-            if self.owned is not None:
-                self._record_slices(position, floors)
-                return
-            self.tracking.advance(
-                self.application_name, position, recorded=self.position, floors=floors
-            )
+            if self.owned is None:
+                self.tracking.advance(
+                    self.application_name, position, recorded=self.position, floors=floors
+                )
+            else:  # announced when every slice's position moved on
+                announce = self.owned.record(
+                    self.tracking, self.application_name, position,
+                    recorded=self.position, floors=floors,
+                )  # fmt: skip
         except TrackingRolledBackError as rolled_back:
             if self._follow and self._generation_switched():
                 self._follow_generation()
@@ -331,19 +338,7 @@ class Projector:
             recorded = self.tracking.max_tracking_id(self.application_name) or 0
             self.position = max(self.position, recorded)
             return
-        self._recorded(position)
-
-    def _record_slices(self, position: int, floors: list[tuple[str, str]]) -> None:
-        assert self.owned is not None
-        before = self._all_slices
-        self._all_slices = self.tracking.advance_slices(
-            self.application_name,
-            position,
-            recorded=self.position,
-            tokens=self.owned.tokens,
-            floors=floors,
-        )
-        self._recorded(position, announce=self._all_slices > before)
+        self._recorded(position, announce=announce)
 
     def _recorded(self, position: int, *, announce: bool = True) -> None:
         self.position = position
@@ -386,35 +381,11 @@ class Projector:
         self.fences = read_floors(self.client, self.keys, generation)
         if self.owned is not None:
             self.owned.reclaim(self.client, self.keys, self.tracking)
-            self._take_slices_position()
+            self.position, self.fences = self._slice_positions()
 
-    # Workers
-
-    def _sync_share(self, owned: OwnedSlices) -> None:
-        """Take up the slices the share offers now; read from the lowest one's position.
-        (Not taken as seen until both are done: a Redis error on the way means again.)"""
-        if owned.changed:
-            owned.sync(self.client, self.keys, self.tracking)
-            self._take_slices_position()
-            owned.seen()
-
-    def _lose(self, fenced: FencedError | SlicesFencedError) -> None:
-        """A newer owner refused our token: drop those slices, and their fences."""
-        assert self.owned is not None  # only workers' calls carry tokens
-        if isinstance(fenced, FencedError):
-            self.owned.lose(frozenset(slice_of(p) for p in fenced.partitions))
-        else:
-            self.owned.lose(fenced.slices)
-        self.fences = {p: f for p, f in self.fences.items() if p in self.owned.partitions}
-
-    def _take_slices_position(self) -> None:
+    def _slice_positions(self) -> tuple[int, Fences]:
         assert self.owned is not None
-        positions = self.tracking.slice_positions(self.application_name)
-        self._all_slices = min(positions.values())
-        mine = [positions[s] for s in self.owned.tokens]
-        self.position = min(mine) if mine else self._all_slices
-        floors = read_floors(self.client, self.keys, self.generation)
-        self.fences = {p: f for p, f in floors.items() if p in self.owned.partitions}
+        return self.owned.positions(self.client, self.keys, self.tracking, self.application_name)
 
     def _step(self, name: str) -> None:
         if self._fault is not None:

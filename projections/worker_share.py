@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from projections.read_model import Keys, slice_partitions
+from projections.page_commands import FencedError, Fences
+from projections.partition_repair import read_floors
+from projections.read_model import Keys, slice_of, slice_partitions
 from projections.redis_client import RedisClient
 from projections.scripts import claim_partition
-from projections.tracking import RedisTrackingRecorder
+from projections.tracking import RedisTrackingRecorder, SlicesFencedError
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,8 @@ class FixedShare:
 
 
 class OwnedSlices:
-    """The slices a projector applies now, kept in step with its Share."""
+    """The slices a projector applies now, kept in step with its Share, and how far
+    they and all the others have been applied."""
 
     def __init__(self, share: Share) -> None:
         self.share = share
@@ -72,6 +75,61 @@ class OwnedSlices:
         self.partition_tokens: dict[int, int] = {}
         self.seen_version = -1
         self._version = -1
+        # Every slice's position as last read or recorded: the read model's (readers').
+        self.all_slices = 0
+
+    # What the projector asks between pages
+
+    def follow(
+        self, client: RedisClient, keys: Keys, tracking: RedisTrackingRecorder, application: str
+    ) -> tuple[int, Fences] | None:
+        """If the share changed: take up what it offers now, and return the position to
+        read on from (the lowest of our slices') and our partitions' fences. The change
+        counts as seen only once both are done: a Redis error on the way means again."""
+        if not self.changed:
+            return None
+        self.sync(client, keys, tracking)
+        taken = self.positions(client, keys, tracking, application)
+        self.seen()
+        return taken
+
+    def positions(
+        self, client: RedisClient, keys: Keys, tracking: RedisTrackingRecorder, application: str
+    ) -> tuple[int, Fences]:
+        """Where our slices stand in Redis now: the lowest one's position (every slice's
+        if we have none) and our partitions' fences."""
+        positions = tracking.slice_positions(application)
+        self.all_slices = min(positions.values())
+        mine = [positions[s] for s in self.tokens]
+        floors = read_floors(client, keys, tracking.generation)
+        fences = {p: f for p, f in floors.items() if p in self.partitions}
+        return (min(mine) if mine else self.all_slices), fences
+
+    def record(
+        self,
+        tracking: RedisTrackingRecorder,
+        application: str,
+        position: int,
+        *,
+        recorded: int,
+        floors: list[tuple[str, str]],
+    ) -> bool:
+        """Record our slices at `position`; True if every slice's position moved on."""
+        before = self.all_slices
+        self.all_slices = tracking.advance_slices(
+            application, position, recorded=recorded, tokens=self.tokens, floors=floors
+        )
+        return self.all_slices > before
+
+    def refused(self, fenced: FencedError | SlicesFencedError, fences: Fences) -> Fences:
+        """A newer owner refused our token: drop those slices; the fences still ours."""
+        if isinstance(fenced, FencedError):
+            self.lose(frozenset(slice_of(p) for p in fenced.partitions))
+        else:
+            self.lose(fenced.slices)
+        return {p: f for p, f in fences.items() if p in self.partitions}
+
+    # Keeping in step with the share
 
     @property
     def changed(self) -> bool:

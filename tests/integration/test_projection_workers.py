@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
@@ -218,39 +219,67 @@ def test_a_worker_joining_takes_its_share_and_a_worker_leaving_hands_its_slices_
         audit_is_clean(env)
 
 
+@dataclass
+class Faulted:
+    """Two workers sharing the slices, one of them faulted mid-load; how long the other
+    took to hold every slice."""
+
+    faulted: subprocess.Popen[str]
+    other: subprocess.Popen[str]
+    takeover: float = 0.0
+    faulted_errors: str = ""
+
+
+@contextmanager
+def one_of_two_workers_faulted(
+    fault: signal.Signals, env: dict[str, str], client: redis.Redis, service: CustomerService
+) -> Iterator[Faulted]:
+    """Two workers with small pages (so the fault lands mid catch-up) share the slices; a
+    writer appends meanwhile; at a quarter of the way one gets `fault`, and the other
+    takes every slice over. Inside: still under load. After: every slice at the head."""
+    store_url, group = env["EVENT_STORE_URL"], env["REDIS_PREFIX"]
+    head = service.recorder.max_notification_id() or 0
+    workers = Faulted(
+        start_cli(env, "project", "--page-size", "20"),
+        start_cli(env, "project", "--page-size", "20"),
+    )
+    faulted, other = workers.faulted, workers.other
+    try:
+        wait_until(
+            lambda: shares(store_url, group) == {faulted.pid: 8, other.pid: 8},
+            "both workers hold their 8 slices",
+            30,
+        )
+        with writing_load(store_url):
+            keys = Keys(group)
+            wait_until(lambda: applied_position(client, keys) >= head // 4, "a quarter done")
+            faulted.send_signal(fault)
+            faulted_at = time.monotonic()
+            wait_until(
+                lambda: shares(store_url, group) == {other.pid: SLICES},
+                "the other worker took every slice over",
+                30,
+            )
+            workers.takeover = time.monotonic() - faulted_at
+            assert applied_position(client, keys) < (service.recorder.max_notification_id() or 0)
+            yield workers
+        wait_for_head(client, keys, service)
+    finally:
+        workers.faulted_errors = stop(faulted)
+        stop(other)
+    print(f"\ntakeover after {fault.name}: {workers.takeover:.2f} s")
+
+
 def test_a_worker_killed_9_mid_load_is_taken_over_and_nothing_is_lost_or_counted_twice(
     postgres_url: str, read_model: tuple[str, redis.Redis, Keys], tmp_path: Path
 ) -> None:
     url, client, keys = read_model
     env = cli_env(postgres_url, url, keys.prefix, tmp_path)
     with customer_service(postgres_url) as service:
-        head = seeded(service, 300)
-        # Two workers with small pages, so the kill lands mid catch-up.
-        doomed = start_cli(env, "project", "--page-size", "20")
-        survivor = start_cli(env, "project", "--page-size", "20")
-        try:
-            wait_until(
-                lambda: shares(postgres_url, keys.prefix) == {doomed.pid: 8, survivor.pid: 8},
-                "both workers hold their 8 slices",
-                30,
-            )
-            with writing_load(postgres_url):
-                wait_until(lambda: applied_position(client, keys) >= head // 4, "a quarter done")
-                doomed.send_signal(signal.SIGKILL)
-                killed_at = time.monotonic()
-                wait_until(
-                    lambda: shares(postgres_url, keys.prefix) == {survivor.pid: SLICES},
-                    "the survivor took every slice over",
-                    30,
-                )
-                takeover = time.monotonic() - killed_at
-            assert applied_position(client, keys) < (service.recorder.max_notification_id() or 0)
-            wait_for_head(client, keys, service)
-            assert all_projected(client, keys) == folded(service)
-        finally:
-            stop(doomed)
-            stop(survivor)
-        print(f"\ntakeover after kill -9: {takeover:.2f} s")
+        seeded(service, 300)
+        with one_of_two_workers_faulted(signal.SIGKILL, env, client, service):
+            pass  # the survivor applies the rest, and what the writer appends
+        assert all_projected(client, keys) == folded(service)
         audit_is_clean(env)
 
 
@@ -260,41 +289,20 @@ def test_a_hung_worker_is_taken_over_and_when_it_wakes_it_is_fenced_and_changes_
     url, client, keys = read_model
     env = cli_env(postgres_url, url, keys.prefix, tmp_path)
     with customer_service(postgres_url) as service:
-        head = seeded(service, 300)
-        hung = start_cli(env, "project", "--page-size", "20")
-        other = start_cli(env, "project", "--page-size", "20")
-        try:
+        seeded(service, 300)
+        # SIGSTOP: the process keeps its PostgreSQL session, but stops renewing its lease.
+        with one_of_two_workers_faulted(signal.SIGSTOP, env, client, service) as workers:
+            hung, other = workers.faulted, workers.other
+            # It wakes mid-page, holding tokens that are no longer the newest: its writes
+            # are refused, and it rejoins and gets its share back under new tokens.
+            hung.send_signal(signal.SIGCONT)
             wait_until(
                 lambda: shares(postgres_url, keys.prefix) == {hung.pid: 8, other.pid: 8},
-                "both workers hold their 8 slices",
+                "the woken worker has its share again",
                 30,
             )
-            with writing_load(postgres_url):
-                wait_until(lambda: applied_position(client, keys) >= head // 4, "a quarter done")
-                # SIGSTOP: the process keeps its PostgreSQL session, but stops renewing.
-                hung.send_signal(signal.SIGSTOP)
-                hung_at = time.monotonic()
-                wait_until(
-                    lambda: shares(postgres_url, keys.prefix) == {other.pid: SLICES},
-                    "the other worker took every slice over",
-                    30,
-                )
-                takeover = time.monotonic() - hung_at
-                # It wakes mid-page, holding tokens that are no longer the newest: its
-                # writes are refused, and it rejoins and gets its share back fenced anew.
-                hung.send_signal(signal.SIGCONT)
-                wait_until(
-                    lambda: shares(postgres_url, keys.prefix) == {hung.pid: 8, other.pid: 8},
-                    "the woken worker has its share again",
-                    30,
-                )
-            wait_for_head(client, keys, service)
-            assert all_projected(client, keys) == folded(service)
-        finally:
-            hung_errors = stop(hung)
-            stop(other)
-        print(f"\ntakeover after SIGSTOP: {takeover:.2f} s")
-        assert hung.returncode == 0, hung_errors
+        assert all_projected(client, keys) == folded(service)
+        assert hung.returncode == 0, workers.faulted_errors
         audit_is_clean(env)
 
 
