@@ -19,6 +19,7 @@ import pytest
 from tests.support import local_http
 from tests.support.serve_process import serve
 from tests.support.servers import redis_url
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -67,6 +68,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             f"{running.base_url}/api/customers", json={"id": 1000}, headers=auth
         )
         assert thousand.status_code == 201, thousand.text
+        # The read side knows keys once the projector has applied them: on a cold start
+        # (a fresh checkout compiling every module) that can take a second or more.
+        customer_url = f"{running.base_url}/api/customers/{customer_id}"
+        assert wait_until(
+            lambda: local_http.get(customer_url, headers=auth).status_code == 200, deadline=30
+        ), "the read side never knew the admin key"
         port = int(running.base_url.rsplit(":", 1)[1])
         yield Service(running.base_url, port, key, customer_id, placed.json()["order_id"])
 
