@@ -157,11 +157,19 @@ def serve() -> None:
     from projections.projector import Projector
     from runtime.http import build_app
     from runtime.redis_supervisor import RedisSupervisor
+    from runtime.single_projector import ProjectorRunningError, hold_projector_lock, sqlite_path
 
     container = _open(settings)
     stop = threading.Event()
     projector_thread: threading.Thread | None = None
+    lock = None
     try:
+        database = sqlite_path(settings.EVENT_STORE_URL)
+        if database is not None:  # SQLite has one projector: this one, or say who has it
+            try:
+                lock = hold_projector_lock(database)
+            except ProjectorRunningError as error:
+                raise _fail(str(error)) from None
         redis_url = _redis_url(container, must_answer=True)
         try:
             ensure_admin_key(container)
@@ -209,6 +217,8 @@ def serve() -> None:
         if projector_thread is not None:
             projector_thread.join(PROJECTOR_STOP_SECONDS)
         container.close()
+        if lock is not None:
+            lock.close()
         if was_serving:  # a refusal at start stays the one line it printed
             log.info("stopped")
 

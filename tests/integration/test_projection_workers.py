@@ -468,3 +468,44 @@ def test_rebuild_with_workers_on_sqlite_gives_the_pure_fold(
         assert rebuilding.returncode == 0, errors
         assert all_projected(client, keys) == folded(service)
     audit_is_clean(env)
+
+
+def test_serve_is_the_one_projector_of_its_sqlite_store_and_project_beside_it_is_refused(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    from runtime.processes import free_port
+    from tests.support.serve_process import serve
+
+    data_dir = tmp_path / "data"
+    sqlite_url = f"sqlite:///{data_dir / 'events.sqlite'}"
+    env = cli_env(sqlite_url, redis_url, redis_prefix, data_dir)
+    expected = (
+        "error: a projector is already running on this SQLite event store (pid {pid} on "
+        f"{os.uname().nodename}); SQLite has one projector: stop that one, or use "
+        "PostgreSQL to run several"
+    )
+    # `customers serve` projects in its own process: a `customers project` beside it would
+    # only apply every page again, so it is refused, naming serve.
+    with serve(data_dir, redis_url, redis_prefix) as running:
+        beside = start_cli(env, "project")
+        _, errors = beside.communicate(timeout=60)
+        assert beside.returncode == 2
+        assert errors.strip().splitlines() == [expected.format(pid=running.process.pid)]
+        assert running.stop() == 0
+
+    # And the other way round: serve refuses to start beside a running projector.
+    projector = start_cli(env, "project")
+    try:
+        assert projector.stderr is not None
+        assert "projecting" in projector.stderr.readline()
+        refused = subprocess.run(
+            [str(Path(sys.executable).with_name("customers")), "serve"],
+            env={**env, "PORT": str(free_port())},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 2
+        assert refused.stderr.strip().splitlines()[-1] == expected.format(pid=projector.pid)
+    finally:
+        stop(projector)
