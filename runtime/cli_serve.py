@@ -164,13 +164,15 @@ def serve() -> None:
     projector_thread: threading.Thread | None = None
     lock = None
     try:
+        # Redis is checked first: an unusable REDIS_URL is refused before anything (the
+        # lock file included) is written.
+        redis_url = _redis_url(container, must_answer=True)
         database = sqlite_path(settings.EVENT_STORE_URL)
         if database is not None:  # SQLite has one projector: this one, or say who has it
             try:
                 lock = hold_projector_lock(database)
             except ProjectorRunningError as error:
                 raise _fail(str(error)) from None
-        redis_url = _redis_url(container, must_answer=True)
         try:
             ensure_admin_key(container)
         except OSError as error:
