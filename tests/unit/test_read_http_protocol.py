@@ -47,22 +47,6 @@ def test_writes_in_one_loop_iteration_are_sent_together() -> None:
     assert asyncio.run(scenario()) == [b'HTTP/1.1 200 OK\r\n\r\n{"id":1}', b"next"]
 
 
-def test_a_whole_response_leaves_at_once_unless_earlier_writes_wait() -> None:
-    async def scenario() -> tuple[list[bytes], list[bytes]]:
-        transport = RecordingTransport()
-        coalescing = wrap(transport, asyncio.get_running_loop())
-        coalescing.write_whole(b"first whole answer")
-        at_once = list(transport.sent)  # no wait for the end of the iteration
-        coalescing.write(b"a head, ")
-        coalescing.write_whole(b"then a whole answer behind it")
-        await asyncio.sleep(0)
-        return at_once, transport.sent
-
-    at_once, sent = asyncio.run(scenario())
-    assert at_once == [b"first whole answer"]
-    assert sent == [b"first whole answer", b"a head, then a whole answer behind it"]
-
-
 def test_closing_sends_what_is_pending_first() -> None:
     async def scenario() -> tuple[list[bytes], bool]:
         transport = RecordingTransport()
