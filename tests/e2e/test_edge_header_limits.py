@@ -11,7 +11,6 @@ over raw sockets; the exact boundaries run against the same server configuration
 
 from __future__ import annotations
 
-import json
 import select
 import socket
 import threading
@@ -27,6 +26,7 @@ import uvicorn
 from runtime.processes import free_port
 from runtime.server_config import uvicorn_config
 from runtime.settings import Settings
+from tests.support.raw_http import Answer, Reader, connect
 from tests.support.serve_process import serve
 from tests.support.waiting import wait_until
 
@@ -40,61 +40,6 @@ ANSWER_WAIT = 10.0  # far beyond any honest answer
 HUGE_VALUE = 10 * 1024 * 1024
 CHUNK = 64 * 1024
 RSS_LIMIT_BYTES = 200 * 1024 * 1024
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Reader:
-    """Reads HTTP/1.1 answers with Content-Length off one raw socket."""
-
-    sock: socket.socket
-    buffer: bytes = b""
-    eof: bool = False
-
-    def fill(self) -> None:
-        try:
-            data = self.sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
-            data = b""  # a reset after the answer: the close came before our bytes ran out
-        self.eof = not data
-        self.buffer += data
-
-    def answer(self) -> Answer:
-        while b"\r\n\r\n" not in self.buffer and not self.eof:
-            self.fill()
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        while len(self.buffer) < length and not self.eof:
-            self.fill()
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
-        return Answer(int(status_line.split()[1]), headers, body)
-
-    def wait_closed(self, timeout: float) -> bool:
-        self.sock.settimeout(timeout)
-        try:
-            while not self.eof:
-                self.fill()
-        except TimeoutError:
-            return False
-        return not self.buffer
-
-
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WAIT)
 
 
 def get(path: str = "/healthz", extra: bytes = b"") -> bytes:
