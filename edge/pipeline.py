@@ -14,7 +14,7 @@ import itertools
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
+Answer = tuple[int, Headers, bytes]  # a whole response: status, headers, body
 
 ROUTE_KEY = "edge.route"  # where a fast path names the route template it answered
 # A fast path with a finished answer hands it to scope[RESPOND_KEY](status, headers, body)
@@ -46,6 +47,14 @@ _ID_PREFIX = os.urandom(4).hex()
 
 
 RawResponder = Callable[[object, int, Headers, bytes], bool]
+
+
+class DirectRoute(Protocol):
+    """A route the server may ask for a whole answer without an ASGI request (`direct`)."""
+
+    route: str
+
+    def answer(self, path: str, headers: Headers) -> Coroutine[Any, Any, Answer] | None: ...
 
 
 class Observer(Protocol):
@@ -87,12 +96,69 @@ class EdgePipeline:
         limits: EdgeLimits,
         observer: Observer | None = None,
         raw_responder: RawResponder | None = None,
+        direct_route: Callable[[], DirectRoute | None] | None = None,
     ) -> None:
         self._app = app
         self._limits = limits
         self._observer = observer
         self._raw = raw_responder
+        self._direct_route = direct_route
         self._ids = itertools.count(1)
+
+    def direct(
+        self, method: str, path: str, headers: Headers
+    ) -> Coroutine[Any, Any, Answer] | None:
+        """The whole answer to a GET or HEAD without a body, for a server that can skip
+        the ASGI request for it (runtime/http_protocol.py); None: not a direct route's
+        request, send it through `__call__` instead.
+
+        This is the same layer as `__call__`, entered earlier: repeated headers joined,
+        the request id, the common headers, the 500 and the metrics, in the same helpers.
+        HEAD's body is left for the server to drop, as the ASGI way leaves it to uvicorn.
+        """
+        route = self._direct_route() if self._direct_route is not None else None
+        if route is None:
+            return None
+        by_name = dict(headers)
+        if len(by_name) != len(headers):
+            headers = join_repeated(headers)
+            by_name = dict(headers)
+        if b"content-length" in by_name or b"transfer-encoding" in by_name:
+            return None
+        answering = route.answer(path, headers)
+        if answering is None:
+            return None
+        return self._direct(answering, method, path, route.route, self._request_id(by_name))
+
+    async def _direct(
+        self,
+        answering: Coroutine[Any, Any, Answer],
+        method: str,
+        path: str,
+        route: str,
+        request_id: str,
+    ) -> Answer:
+        started = time.perf_counter()
+        observer = self._observer
+        if observer is not None:
+            observer.in_flight += 1
+        status = 500
+        try:
+            status, headers, body = await answering
+        except Exception as error:
+            log_unexpected(error, method, path, request_id)
+            status, headers, body = 500, *_error_answer(INTERNAL_ERROR)
+        finally:
+            if observer is not None:
+                observer.in_flight -= 1
+                observer.observe(method, route, status, time.perf_counter() - started)
+        return status, [*headers, *COMMON_HEADERS, (b"x-request-id", request_id.encode())], body
+
+    def _request_id(self, by_name: dict[bytes, bytes]) -> str:
+        client_id = by_name.get(b"x-request-id")
+        if client_id is not None and _CLIENT_REQUEST_ID.fullmatch(client_id):
+            return client_id.decode()
+        return f"{_ID_PREFIX}-{next(self._ids)}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,12 +172,7 @@ class EdgePipeline:
         if len(by_name) != len(headers):
             headers = scope["headers"] = join_repeated(headers)
             by_name = dict(headers)
-        client_id = by_name.get(b"x-request-id")
-        if client_id is not None and _CLIENT_REQUEST_ID.fullmatch(client_id):
-            request_id = client_id.decode()
-        else:
-            request_id = f"{_ID_PREFIX}-{next(self._ids)}"
-        scope[REQUEST_ID_KEY] = request_id
+        request_id = scope[REQUEST_ID_KEY] = self._request_id(by_name)
         reply = _Reply(send, scope["method"] == "HEAD", request_id)
         if self._raw is not None and RAW_CYCLE_KEY in scope:
             reply.raw_cycle, reply.raw = scope[RAW_CYCLE_KEY], self._raw
@@ -217,10 +278,15 @@ class _Reply:
         await self.send({"type": "http.response.body", "body": body})
 
     async def error(self, status: int, detail: str, extra: Headers | None = None) -> None:
-        body = error_body(detail)
-        headers = [_JSON, (b"content-length", str(len(body)).encode()), *(extra or ())]
+        headers, body = _error_answer(detail)
+        headers += extra or ()
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
+
+
+def _error_answer(detail: str) -> tuple[Headers, bytes]:
+    body = error_body(detail)
+    return [_JSON, (b"content-length", str(len(body)).encode())], body
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 
 from edge.errors import install_error_handlers
 from edge.openapi import document_api
-from edge.pipeline import EdgeLimits, EdgePipeline, Observer
+from edge.pipeline import DirectRoute, EdgeLimits, EdgePipeline, Observer
 from projections.read_model import Keys
 from read_side.api import router as read_router
 from read_side.customer_reader import CustomerReader
@@ -57,6 +57,7 @@ class ServiceApp(FastAPI):
 
     fast_path: ASGIApp | None = None
     edge: ASGIApp | None = None
+    direct_reads: DirectRoute | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         # `/x/` is not `/x`: no redirect before authentication, a 404 like any unknown path.
@@ -93,6 +94,11 @@ class ServiceApp(FastAPI):
 
     def framework(self, scope: Any, receive: Any, send: Any) -> Coroutine[Any, Any, None]:
         return super().__call__(scope, receive, send)
+
+    def direct_route(self) -> DirectRoute | None:
+        """The route the server may answer before any ASGI request exists (the customer
+        reads); off whenever the fast paths are."""
+        return self.direct_reads if self.fast_path is not None else None
 
 
 def _mount_read_side(
@@ -229,7 +235,7 @@ def build_app(
         app.state.write_keys = container.write_keys
         app.include_router(write_router)
     if read_side is not None:
-        inner = _mount_read_side(app, read_side, _store_head(container))
+        inner = app.direct_reads = _mount_read_side(app, read_side, _store_head(container))
         # Reads need Redis only: a read API stays ready while the event store is down.
         app.state.store_required = write
     else:
@@ -240,7 +246,9 @@ def build_app(
         inner = FastOrderPlacement(inner, container.order_desk, container.write_keys)
     app.fast_path = inner
     observer = None if read_side is None else _observer(read_side)
-    app.edge = EdgePipeline(app.dispatch, _limits(container), observer, respond_at_once)
+    app.edge = EdgePipeline(
+        app.dispatch, _limits(container), observer, respond_at_once, app.direct_route
+    )
     if wake_projector is not None:
         # Orders placed by the desk wake it per batch; the framework's writes per request.
         container.order_desk.on_placed(wake_projector)

@@ -1,0 +1,180 @@
+"""Customer reads answered directly by the protocol, against the real `customers serve` process.
+
+A GET or HEAD of /api/customers/<id> with a plain path is answered before uvicorn builds a
+request cycle (runtime/http_protocol.py, edge.pipeline's `direct`). These cases are what
+that way must still get right: order on a pipelined connection, HEAD, Connection: close,
+HTTP/1.0, a client that leaves before its answer, and the metrics every request counts in.
+Answers equal to the framework's own are checked in test_read_scenarios (the parity test).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.support import local_http
+from tests.support.raw_http import Reader, connect
+from tests.support.serve_process import ServeProcess, serve
+from tests.support.servers import redis_url
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.redis]
+
+MIN_POSITION_WAIT = 0.5  # how long a read waits for X-Min-Position here (default 2 s)
+
+
+@dataclass(frozen=True)
+class Service:
+    server: ServeProcess
+    port: int
+    key: str
+    ids: tuple[int, int, int]
+
+    def read(self, path: str, method: str = "GET", extra: str = "", version: str = "1.1") -> bytes:
+        return (
+            f"{method} {path} HTTP/{version}\r\nHost: test\r\n"
+            f"Authorization: Token {self.key}\r\n{extra}\r\n"
+        ).encode()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    data_dir = tmp_path_factory.mktemp("direct") / "data"
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    extra = {"MIN_POSITION_WAIT_SECONDS": str(MIN_POSITION_WAIT)}
+    with serve(data_dir, redis_url(), prefix, extra) as running:
+        key = (data_dir / "admin.token").read_text().strip()
+        auth = {"Authorization": f"Token {key}"}
+        ids = []
+        for name in ("Ada", "Lin", "Omid"):
+            created = local_http.post(
+                f"{running.base_url}/api/customers", json={"first_name": name}, headers=auth
+            )
+            ids.append(created.json()["id"])
+        last = f"{running.base_url}/api/customers/{ids[-1]}"
+        assert wait_until(
+            lambda: local_http.get(last, headers=auth).status_code == 200, deadline=30
+        )
+        port = int(running.base_url.rsplit(":", 1)[1])
+        yield Service(running, port, key, (ids[0], ids[1], ids[2]))
+
+
+def test_pipelined_reads_come_back_in_order_each_with_its_own_customer(
+    service: Service,
+) -> None:
+    first, second, third = service.ids
+    # Five requests in one write: direct answers, a HEAD, a query string (the ASGI way)
+    # and a path the framework answers, interleaved on one connection.
+    requests = [
+        service.read(f"/api/customers/{first}"),
+        service.read(f"/api/customers/{second}", method="HEAD"),
+        service.read(f"/api/customers/{third}?fields=all"),
+        service.read("/api/customers/"),
+        service.read(f"/api/customers/{second}"),
+    ]
+    with connect(service.port) as sock:
+        sock.sendall(b"".join(requests))
+        reader = Reader(sock)
+        answers = [reader.answer(to_head=index == 1) for index in range(len(requests))]
+    assert [answer.status for answer in answers] == [200, 200, 200, 404, 200]
+    assert answers[0].json()["id"] == first
+    assert answers[2].json()["id"] == third
+    assert answers[4].json()["id"] == second
+    # HEAD: the GET's headers, its length included, and no body.
+    assert answers[1].body == b""
+    assert answers[1].headers["content-length"] == answers[4].headers["content-length"]
+    assert answers[1].headers["etag"] == answers[4].headers["etag"]
+    # Every answer carries the edge's headers, whichever way it was made.
+    for answer in answers:
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-request-id"]
+
+
+def test_reads_one_after_another_on_a_kept_connection_answer_get_and_head_alike(
+    service: Service,
+) -> None:
+    path = f"/api/customers/{service.ids[1]}"
+    with connect(service.port) as sock:
+        reader = Reader(sock)
+        sock.sendall(service.read(path))
+        got = reader.answer()
+        sock.sendall(service.read(path, method="HEAD"))
+        headed = reader.answer(to_head=True)
+        sock.sendall(service.read(path))
+        again = reader.answer()
+        assert not reader.wait_closed(0.2)  # kept open, nothing more sent
+    assert got.status == headed.status == again.status == 200
+    assert got.json()["id"] == service.ids[1]
+    assert again.body == got.body
+    # HEAD: the GET's headers, its length included, and no body.
+    assert headed.headers["content-length"] == got.headers["content-length"]
+    assert headed.headers["etag"] == got.headers["etag"]
+    assert headed.body == b""
+
+
+def test_a_read_asking_to_close_is_answered_and_the_connection_closed(service: Service) -> None:
+    with connect(service.port) as sock:
+        sock.sendall(
+            service.read(f"/api/customers/{service.ids[0]}", extra="Connection: close\r\n")
+        )
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert reader.wait_closed(5.0)
+    assert answer.status == 200
+    assert answer.headers["connection"] == "close"
+
+
+def test_an_http_1_0_read_is_answered_and_closed(service: Service) -> None:
+    with connect(service.port) as sock:
+        sock.sendall(service.read(f"/api/customers/{service.ids[1]}", version="1.0"))
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert reader.wait_closed(5.0)
+    assert answer.status == 200
+    assert answer.json()["id"] == service.ids[1]
+
+
+def test_a_client_gone_before_its_answer_leaves_the_server_serving(service: Service) -> None:
+    # The read waits for a position the store never reaches; its client leaves meanwhile.
+    waiting = service.read(
+        f"/api/customers/{service.ids[0]}", extra=f"X-Min-Position: {10**15}\r\n"
+    )
+    with connect(service.port) as sock:
+        sock.sendall(waiting)
+    left_at = time.monotonic()
+    # Its answer falls due with nobody to take it; the others are served as before.
+    assert wait_until(lambda: time.monotonic() - left_at > 2 * MIN_POSITION_WAIT)
+    with connect(service.port) as sock:
+        sock.sendall(service.read(f"/api/customers/{service.ids[2]}"))
+        assert Reader(sock).answer().json()["id"] == service.ids[2]
+    assert "Traceback" not in service.server.log
+    assert "exception" not in service.server.log.lower()
+
+
+def test_direct_reads_are_counted_in_the_metrics_like_every_request(service: Service) -> None:
+    series = re.compile(
+        r'^http_request_duration_seconds_count\{method="GET",'
+        r'route="/api/customers/\{customer_id\}",status="200"\} (\d+)$',
+        re.MULTILINE,
+    )
+
+    def counted() -> int:
+        metrics = local_http.get(
+            f"{service.server.base_url}/metrics",
+            headers={"Authorization": f"Token {service.key}"},
+        )
+        found = series.search(metrics.text)
+        return int(found.group(1)) if found else 0
+
+    before = counted()
+    with connect(service.port) as sock:
+        reader = Reader(sock)
+        for _ in range(7):
+            sock.sendall(service.read(f"/api/customers/{service.ids[0]}"))
+            assert reader.answer().status == 200
+    assert counted() == before + 7
