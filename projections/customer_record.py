@@ -148,7 +148,10 @@ def format_minor_units(minor: int) -> str:
 
 def record_values(record: bytes | str) -> list[str]:
     """A record's values, still encoded (R_* index them)."""
-    text = record.decode() if isinstance(record, bytes) else record
+    return _split(record.decode() if isinstance(record, bytes) else record)
+
+
+def _split(text: str) -> list[str]:
     values = text.split(SEPARATOR)
     if len(values) != R_WIDTH:
         raise ValueError(f"a customer record has {len(values)} values, not {R_WIDTH}")
@@ -159,10 +162,15 @@ def read_customer(
     customer_id: int, record: bytes | str, spent: bytes | str | int, orders: bytes | str | int
 ) -> dict[str, Any]:
     """The customer document (contract.customer_document) from a record and its totals."""
-    values = record_values(record)
+    text = record.decode() if isinstance(record, bytes) else record
+    values = _split(text)
+    if ESCAPE in text:
+        profile = [decode_text(value) for value in values[R_PROFILE:]]
+    else:  # nothing escaped, the common case: only empty values (nulls) to map
+        profile = [value or None for value in values[R_PROFILE:]]
     return customer_document(
         customer_id,
-        [decode_text(value) for value in values[R_PROFILE:]],
+        profile,
         values[R_ACTIVE] == "1",
         iso_time(values[R_DATE_JOINED]),
         iso_time(values[R_LAST_LOGIN]),
