@@ -1,7 +1,7 @@
 """uvicorn's httptools protocol, with coalesced writes, bounded request heads and direct answers.
 
-Coalescing: responses leave through runtime/http_writes.py (one system call per loop
-iteration, and a finished answer written at once).
+Coalescing: responses leave through runtime/http_writes.py (one system call per
+connection and loop iteration, a finished answer written in one piece).
 
 Bounded heads: uvicorn's httptools protocol has no limit on the request line and headers,
 neither in size nor in time, so a client could make it buffer megabytes of one header
