@@ -46,6 +46,9 @@ class CommandLink(Protocol):
 class _Protocol(asyncio.Protocol):
     def __init__(self, link: RedisLink) -> None:
         self._link = link
+        # Kept: asyncio.get_running_loop() makes a getpid() system call on this Python,
+        # once for every command if asked each time.
+        self.loop = asyncio.get_running_loop()
         self._reader = hiredis.Reader(replyError=RedisReplyError)
         self.transport: asyncio.Transport | None = None
         self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
@@ -147,11 +150,10 @@ class RedisLink:
             self._protocol.fail(StoreUnavailableError("closed"))
 
     def _send(self, protocol: _Protocol, packed: bytes) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[Any] = protocol.loop.create_future()
         protocol.pending.append((future, time.monotonic() + self._reply_timeout))
         if not protocol.outbox:
-            loop.call_soon(protocol.flush)
+            protocol.loop.call_soon(protocol.flush)
         protocol.outbox.append(packed)
         return future
 
