@@ -9,7 +9,7 @@ its format is validated) reaches every one of them.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,36 @@ def is_profile_completed(profile: Sequence[str | None]) -> bool:
     return None not in _COMPLETING(profile)
 
 
+def _document_display() -> Callable[..., dict[str, Any]]:
+    """A function returning the document as one dict display, generated from the tables.
+
+    It runs for every read: a display builds the dict at less than half the cost of
+    `dict(zip(RESPONSE_FIELDS, values))`. It is generated (as dataclasses generate their
+    `__init__`), so the tables above stay the one place that lists the fields.
+    """
+    profile = {name: f"profile[{index}]" for index, name in enumerate(PROFILE_FIELDS)}
+    completed = " and ".join(f"{profile[name]} is not None" for name in COMPLETION_FIELDS)
+    values = {
+        "id": "customer_id",
+        **profile,
+        "is_active": "active",
+        "is_profile_completed": f"({completed or 'True'})",
+        "date_joined": "date_joined",
+        "last_login": "last_login",
+        "total_orders": "total_orders",
+        "total_spent": "total_spent",
+    }
+    if tuple(values) != RESPONSE_FIELDS:
+        raise AssertionError("the document's values do not follow RESPONSE_FIELDS")
+    arguments = "customer_id, profile, active, date_joined, last_login, total_orders, total_spent"
+    display = ", ".join(f"{name!r}: {value}" for name, value in values.items())
+    built: Callable[..., dict[str, Any]] = eval(f"lambda {arguments}: {{{display}}}")  # noqa: S307
+    return built
+
+
+_DOCUMENT = _document_display()
+
+
 def customer_document(
     customer_id: int,
     profile: Sequence[str | None],
@@ -67,20 +97,6 @@ def customer_document(
     """The document, fields in RESPONSE_FIELDS order (profile values in PROFILE order)."""
     if len(profile) != len(PROFILE):
         raise ValueError(f"{len(profile)} profile values for {len(PROFILE)} fields")
-    # Built in one step from the field names: this runs for every read.
-    return dict(
-        zip(
-            RESPONSE_FIELDS,
-            (
-                customer_id,
-                *profile,
-                active,
-                None not in _COMPLETING(profile),
-                date_joined,
-                last_login,
-                total_orders,
-                total_spent,
-            ),
-            strict=True,
-        )
+    return _DOCUMENT(
+        customer_id, profile, active, date_joined, last_login, total_orders, total_spent
     )
