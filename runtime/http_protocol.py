@@ -9,14 +9,21 @@ or keep a connection open forever by trickling a byte every few seconds. Here a 
 (request line and headers) is fed to the parser at most `max_bytes` at a time and is
 refused with 431 as soon as it grows past that or past `max_count` headers; one that is
 not complete `timeout_seconds` after its first byte (or after the connection opened) is
-answered 408. Idle keep-alive connections stay under uvicorn's own keep-alive timer.
+answered 408.
+
+One timer per connection: uvicorn arms a keep-alive timer after every response and
+cancels it at the next request's first byte, which measured as 2 µs of every read (a
+twentieth of it). Here the connection keeps two deadlines, the head's and the idle
+keep-alive's (uvicorn's `timeout_keep_alive`, same meaning), and one timer that is re-armed
+only when it fires: setting a deadline is a number stored per request.
 
 Direct answers: for a GET or HEAD without a body on a plain path, the protocol first asks
 the app's edge (edge.pipeline's `direct`) for the whole answer. The hottest route, the
-customer read, answers there, before uvicorn builds its request cycle and ASGI messages:
-measured side by side with wrk, that cycle was a sixth of a read's cost. The edge runs the
-same steps for it as for every other request; anything the edge does not take, and every
-request pipelined behind an answer in progress, goes through uvicorn's way unchanged.
+customer read, answers there, before uvicorn builds its request cycle, ASGI scope and
+messages: measured side by side with wrk, those were a sixth of a read's cost. The edge
+runs the same steps for it as for every other request; anything the edge does not take,
+and every request pipelined behind an answer in progress, goes through uvicorn's way
+unchanged (its scope is built then, by uvicorn's own code).
 
 The class is handed to uvicorn through its documented `http=` setting, bound to its
 limits by `protocol_class`.
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar, cast
 
+import httptools
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -118,11 +126,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._head_received = 0  # bytes fed to the parser since this head began
         self._head_parsed = 0  # bytes of the URL and the complete header lines
         self._header_count = 0
-        # When the head in progress must be complete (None between heads). One timer per
-        # connection checks it, re-armed only when it fires: arming and cancelling a timer
-        # for every request would cost the hot path more than the check itself.
+        # When the head in progress must be complete (None between heads), and when an idle
+        # kept-alive connection closes (None unless idle). One timer checks both.
         self._head_deadline: float | None = None
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._idle_deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
         self._refused = False
         self._refusal: bytes | None = None  # an answer waiting for responses in progress
         self._lingered = 0
@@ -139,13 +148,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._begin_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
+        self._cancel_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             self._linger(len(data))
             return
+        self._idle_deadline = None  # what uvicorn's keep-alive timer stops at
         while data and not self._refused and not self.transport.is_closing():
             if self._in_head:
                 # A byte of a new request: the deadline runs from here (or from the opening).
@@ -159,7 +169,21 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 self._head_received += len(piece)
             else:
                 piece, data = data, b""
-            HttpToolsProtocol.data_received(self, piece)
+            self._feed(piece)
+
+    def _feed(self, data: bytes) -> None:
+        # uvicorn's data_received, less its keep-alive timer (see the module docstring).
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
 
     # Parser callbacks: after a refusal the parser may still run to the end of the piece
     # it was given (at most `max_bytes`); nothing of that reaches the application.
@@ -170,7 +194,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._header_count = 0
         if self._head_deadline is None:
             self._begin_head()
-        HttpToolsProtocol.on_message_begin(self)
+        # What uvicorn's on_message_begin sets, less the ASGI scope: a direct answer needs
+        # none, and `_asgi_scope` builds it for the others.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
 
     # These run for every request (on_header for every header): the counting is inline
     # and the base class is called directly, each step a little cheaper than a call more.
@@ -200,9 +228,18 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._head_deadline = None
         if self._direct is not None and self._answered_directly():
             return
+        self._asgi_scope()
         HttpToolsProtocol.on_headers_complete(self)
         if self.cycle is not None:  # lets a finished answer skip the ASGI send messages
             self.cycle.scope[RAW_CYCLE_KEY] = self.cycle  # type: ignore[literal-required]
+
+    def _asgi_scope(self) -> None:
+        """The request's ASGI scope, by uvicorn's own on_message_begin (which also resets the
+        URL and headers gathered since: they are put back)."""
+        url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue
+        HttpToolsProtocol.on_message_begin(self)
+        self.url, self.expect_100_continue = url, expect_100_continue
+        self.headers.extend(headers)  # the scope's own list
 
     def _answered_directly(self) -> bool:
         """Start answering this request without an ASGI cycle, if the app offers it one."""
@@ -211,21 +248,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return False  # pipelined behind a response in progress: queued as usual
         parser = self.parser
         url = self.url
-        if (
-            parser.get_http_version() != "1.1"
-            or parser.should_upgrade()
-            or not url.startswith(b"/")
-            or b"?" in url
-            or b"%" in url
-            or b"#" in url
-            or not url.isascii()
-        ):
+        if not url.isascii() or parser.get_http_version() != "1.1" or parser.should_upgrade():
+            return False
+        # (`in` on str: on bytes it first tries the operand as an int, and fails, each time)
+        path = url.decode("ascii")
+        if not path.startswith("/") or "?" in path or "%" in path or "#" in path:
             return False
         method = parser.get_method().decode("ascii")
         if method != "GET" and method != "HEAD":
             return False
         assert self._direct is not None
-        answering = self._direct(method, url.decode("ascii"), self.headers)
+        answering = self._direct(method, path, self.headers)
         if answering is None:
             return False
         direct = DirectCycle(parser.should_keep_alive())
@@ -269,7 +302,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return
         self._in_head = True
         self._head_received = 0
-        HttpToolsProtocol.on_message_complete(self)
+        cycle: object = self.cycle
+        if type(cycle) is not DirectCycle:  # a direct answer's cycle has no body to end
+            HttpToolsProtocol.on_message_complete(self)
 
     def handle_websocket_upgrade(self) -> None:
         if not self._refused:
@@ -281,30 +316,42 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def _begin_head(self) -> None:
         self._head_deadline = self.loop.time() + self.header_limits.timeout_seconds
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_at(self._head_deadline, self._check_head_deadline)
+        self._arm(self._head_deadline)
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _arm(self, due: float) -> None:
+        """Have the timer fire by `due`; one already due by then is left as it is."""
+        if self._timer is not None:
+            if self._timer_due <= due:
+                return
+            self._timer.cancel()
+        self._timer = self.loop.call_at(due, self._check_deadlines)
+        self._timer_due = due
 
-    def _check_head_deadline(self) -> None:
-        self._head_timer = None
-        deadline = self._head_deadline
-        if deadline is None or self.transport.is_closing():
-            return  # between heads (the next one arms the timer again), or gone
-        if self.loop.time() < deadline:  # a later head than the one that armed it
-            self._head_timer = self.loop.call_at(deadline, self._check_head_deadline)
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check_deadlines(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
             return
-        self._refuse(HTTPStatus.REQUEST_TIMEOUT, TIMED_OUT)
+        now = self.loop.time()
+        head, idle = self._head_deadline, self._idle_deadline
+        if idle is not None and now >= idle:
+            self.transport.close()  # what uvicorn's timeout_keep_alive_handler does
+        elif head is not None and now >= head:
+            self._refuse(HTTPStatus.REQUEST_TIMEOUT, TIMED_OUT)
+        elif head is not None or idle is not None:  # later deadlines than the armed one
+            self._arm(min(deadline for deadline in (head, idle) if deadline is not None))
+        # else a request is being answered: its response's end sets the idle deadline
 
     def _refuse(self, status: HTTPStatus, detail: str) -> None:
         """Answer `status` once the responses in progress are out, then close."""
         if self._refused:
             return
         self._refused = True
-        self._cancel_head_timer()
+        self._cancel_timer()
         log.info("refused a request head with %d: %s", status.value, detail)
         self._refusal = refusal(status, detail, self.server_state.default_headers)
         if self.cycle is not None and not self.cycle.response_complete:
@@ -315,7 +362,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._send_refusal()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        # uvicorn's, with the idle deadline where it arms its keep-alive timer.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_deadline = self.loop.time() + self.timeout_keep_alive
+            self._arm(self._idle_deadline)
         if self._refusal is not None and self.cycle.response_complete:
             self._send_refusal()
 

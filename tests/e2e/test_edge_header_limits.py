@@ -258,6 +258,7 @@ async def minimal_app(scope: dict[str, Any], receive: Callable[..., Any], send: 
 
 
 HEADER_TIMEOUT = 1.0
+KEEP_ALIVE = 5.0  # uvicorn's timeout_keep_alive, which the service keeps
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +266,9 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     store = tmp_path_factory.mktemp("limits") / "events.sqlite"
     settings = Settings(EVENT_STORE_URL=f"sqlite:///{store}", HEADER_TIMEOUT_SECONDS=HEADER_TIMEOUT)
     chosen = free_port()
-    server = uvicorn.Server(uvicorn_config(minimal_app, settings, host="127.0.0.1", port=chosen))
+    config = uvicorn_config(minimal_app, settings, host="127.0.0.1", port=chosen)
+    assert config.timeout_keep_alive == KEEP_ALIVE
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     assert wait_until(lambda: server.started, deadline=10)
@@ -332,6 +335,40 @@ def test_an_idle_keep_alive_connection_outlives_the_header_timeout(port: int) ->
         sock.settimeout(ANSWER_WAIT)
         sock.sendall(get())
         assert reader.answer().status == 200
+
+
+@pytest.mark.slow
+def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(port: int) -> None:
+    """The keep-alive deadline is the protocol's own (one timer per connection, not one
+    per request): an idle connection still closes when uvicorn's would."""
+    with connect(port) as sock:
+        reader = Reader(sock)
+        sock.sendall(get())
+        assert reader.answer().status == 200
+        answered = time.monotonic()
+        assert reader.wait_closed(KEEP_ALIVE + MARGIN)
+        idle = time.monotonic() - answered
+    assert KEEP_ALIVE - 0.1 <= idle <= KEEP_ALIVE + MARGIN
+
+
+@pytest.mark.slow
+def test_a_head_begun_on_an_idle_connection_keeps_its_own_shorter_deadline(port: int) -> None:
+    """The timer armed for the idle deadline is brought forward for a head due earlier."""
+    with connect(port) as sock:
+        reader = Reader(sock)
+        sock.sendall(get())
+        assert reader.answer().status == 200
+        # Idle past the connection's first head deadline: its timer now waits for the idle one.
+        assert not reader.wait_closed(HEADER_TIMEOUT + 0.2)
+        sock.settimeout(ANSWER_WAIT)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # begun, never finished
+        begun = time.monotonic()
+        answer = reader.answer()
+        assert reader.wait_closed(MARGIN)
+        waited = time.monotonic() - begun
+    assert_refused(answer, 408, TIMED_OUT)
+    # Not held until the idle deadline, which is 3.8 s away when the head begins.
+    assert HEADER_TIMEOUT - 0.1 <= waited < HEADER_TIMEOUT + 1.5
 
 
 @pytest.mark.slow
