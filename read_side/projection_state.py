@@ -92,7 +92,7 @@ class ProjectionState:
         # The running projector's heartbeat (None: none seen lately) and dead letters.
         self.projector: dict[str, str] | None = None
         self.dead_letters = 0
-        self._advanced = asyncio.Event()
+        self._advance_waiters: set[asyncio.Future[None]] = set()
         # The link connection the cached state was read over: another one must re-read it.
         self.verified_connection = -1
         self._recheck: asyncio.Task[None] | None = None
@@ -239,11 +239,8 @@ class ProjectionState:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            self._advanced.clear()
             # Poll as well as listen: a missed announcement must not cost the whole wait.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(remaining, 0.05)):
-                    await self._advanced.wait()
+            await self._next_advance(min(remaining, 0.05))
             if self.position < position:
                 with contextlib.suppress(StoreUnavailableError, RedisReplyError):
                     await self._refresh_position()
@@ -251,6 +248,22 @@ class ProjectionState:
                     if reached >= position:
                         return reached
         return self.position
+
+    def _next_advance(self, seconds: float) -> asyncio.Future[None]:
+        """Done at the next advance, or after `seconds`. A plain future, not
+        asyncio.timeout(): a direct read runs outside any asyncio Task (see
+        runtime/http_protocol.py), where that cannot be used."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _settle, waiter)
+        self._advance_waiters.add(waiter)
+
+        def forget(_: asyncio.Future[None]) -> None:
+            timer.cancel()
+            self._advance_waiters.discard(waiter)
+
+        waiter.add_done_callback(forget)
+        return waiter
 
     async def _partition_position(self, customer_id: int) -> int:
         """How far the customer's partition is applied: its checkpoint (moved after the
@@ -312,7 +325,8 @@ class ProjectionState:
         if changed:
             self.high_water = max(self.high_water, self.position)
             self.high_generation = max(self.high_generation, self.generation)
-            self._advanced.set()
+            for waiter in list(self._advance_waiters):
+                _settle(waiter)
 
     async def _refresh_forever(self) -> None:
         failing = False
@@ -328,6 +342,11 @@ class ProjectionState:
                 if failing:
                     log.warning("read model reachable again")
                 failing = False
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _held(checkpoint: bytes | BaseException | None) -> int:

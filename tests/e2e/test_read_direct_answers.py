@@ -138,6 +138,28 @@ def test_an_http_1_0_read_is_answered_and_closed(service: Service) -> None:
     assert answer.json()["id"] == service.ids[1]
 
 
+def test_a_read_sent_with_its_writes_position_waits_and_sees_the_write(service: Service) -> None:
+    """X-Min-Position waits inside a direct answer, which runs outside any asyncio Task."""
+    customer = service.ids[1]
+    auth = {"Authorization": f"Token {service.key}"}
+    placed = local_http.post(
+        f"{service.server.base_url}/api/orders",
+        json={"customer_id": customer, "amount": "12.34"},
+        headers=auth,
+    )
+    assert placed.status_code == 201
+    position = placed.json()["position"]
+    with connect(service.port) as sock:
+        # Sent at once: the projector may not have applied the order yet.
+        sock.sendall(
+            service.read(f"/api/customers/{customer}", extra=f"X-Min-Position: {position}\r\n")
+        )
+        answer = Reader(sock).answer()
+    assert answer.status == 200
+    assert int(answer.headers["x-projection-position"]) >= position
+    assert answer.json()["total_spent"] != "0.00"
+
+
 def answered(service: Service, status: int) -> int:
     """GET reads of a customer the server has answered with `status` (its /metrics)."""
     metrics = local_http.get(
