@@ -115,7 +115,7 @@ async def get_customer(
     reader: CustomerReader = request.app.state.customer_reader
     reply = await reader.reply(customer_id, authorization, x_min_position, if_none_match)
     response = Response(reply.body, status_code=reply.status)
-    response.raw_headers.extend(reply.headers)
+    response.raw_headers[:] = reply.headers  # the reply's own Content-Length included
     return response
 
 

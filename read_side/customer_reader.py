@@ -41,12 +41,17 @@ _VARY = (b"vary", b"Authorization")
 
 class Reply(NamedTuple):  # a tuple: made for every read, and cheaper than a dataclass
     status: int
-    headers: list[tuple[bytes, bytes]]
+    headers: list[tuple[bytes, bytes]]  # all of the answer's own, Content-Length included
     body: bytes
 
 
+def _length(body: bytes) -> tuple[bytes, bytes]:
+    return (b"content-length", str(len(body)).encode())
+
+
 def _error(status: int, detail: str, *extra: tuple[bytes, bytes]) -> Reply:
-    return Reply(status, [_JSON, *extra], orjson.dumps({"detail": detail}))
+    body = orjson.dumps({"detail": detail})
+    return Reply(status, [_JSON, *extra, _length(body)], body)
 
 
 def _etag_matches(if_none_match: str, etag: str) -> bool:
@@ -154,8 +159,8 @@ class CustomerReader:
             _VARY,
         ]
         if if_none_match is not None and _etag_matches(if_none_match, etag):
-            return Reply(304, headers, b"")
-        headers.append(_JSON)
+            return Reply(304, headers, b"")  # no Content-Length: a 304 has no body to measure
+        headers += (_JSON, _length(body))
         return Reply(200, headers, body)
 
     def _authorize(self, authorization: bytes | str | None) -> AccessRefusedError | None:

@@ -49,7 +49,17 @@ class CustomerFastPath:
             or "/" in path[len(PATH_PREFIX) :]
         ):
             return None
-        return _answer(reader, path[len(PATH_PREFIX) :], headers)
+        authorization: bytes | None = None
+        min_position = if_none_match = None
+        for name, value in headers:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"x-min-position":
+                min_position = value.decode("latin-1")
+            elif name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+        # The reader's own coroutine: its reply is the whole answer, headers and all.
+        return reader.reply(path[len(PATH_PREFIX) :], authorization, min_position, if_none_match)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # A plain function handing back the coroutine that answers: one coroutine less
@@ -63,23 +73,6 @@ class CustomerFastPath:
             return self._app(scope, receive, send)
         scope[ROUTE_KEY] = ROUTE
         return _send(answering, scope, send)
-
-
-async def _answer(reader: CustomerReader, segment: str, request_headers: Headers) -> Answer:
-    authorization: bytes | None = None
-    min_position = if_none_match = None
-    for name, value in request_headers:
-        if name == b"authorization":
-            authorization = value
-        elif name == b"x-min-position":
-            min_position = value.decode("latin-1")
-        elif name == b"if-none-match":
-            if_none_match = value.decode("latin-1")
-    reply = await reader.reply(segment, authorization, min_position, if_none_match)
-    headers = reply.headers
-    if reply.status != 304:
-        headers = [*headers, (b"content-length", str(len(reply.body)).encode())]
-    return reply.status, headers, reply.body
 
 
 async def _send(answering: Awaitable[Answer], scope: Scope, send: Send) -> None:
