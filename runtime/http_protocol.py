@@ -222,6 +222,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return
         self._head_parsed = 0
         self._header_count = 0
+        # Not idle from here on. A direct answer made at once ends inside the parser and
+        # sets the idle deadline, with the next request of the same read already behind it.
+        self._idle_deadline = None
         if self._head_deadline is None:
             self._begin_head()
         # What uvicorn's on_message_begin sets, less the ASGI scope: a direct answer needs

@@ -10,9 +10,11 @@ Answers equal to the framework's own are checked in test_read_scenarios (the par
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -200,3 +202,37 @@ def test_direct_reads_are_counted_in_the_metrics_like_every_request(service: Ser
             sock.sendall(service.read(f"/api/customers/{service.ids[0]}"))
             assert reader.answer().status == 200
     assert answered(service, 200) == before + 7
+
+
+KEEP_ALIVE = 5.0  # uvicorn's timeout_keep_alive, which the service keeps
+
+
+def test_a_long_wait_pipelined_behind_an_answer_made_at_once_is_not_cut_by_keep_alive(
+    tmp_path: Path,
+) -> None:
+    """An answer made without waiting (here a 401) ends inside the parser's callback, and
+    the connection is idle for that instant; the request right behind it in the same read
+    is not, however long it is answered for (here an X-Min-Position wait past the
+    keep-alive timeout)."""
+    wait = KEEP_ALIVE + 1.5
+    data_dir = tmp_path / "data"
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    with serve(data_dir, redis_url(), prefix, {"MIN_POSITION_WAIT_SECONDS": str(wait)}) as running:
+        key = (data_dir / "admin.token").read_text().strip()
+        port = int(running.base_url.rsplit(":", 1)[1])
+        assert wait_until(lambda: local_http.get(f"{running.base_url}/readyz").status_code == 200)
+        with connect(port) as sock:
+            sock.sendall(
+                b"GET /api/customers/1 HTTP/1.1\r\nHost: test\r\n\r\n"  # no key: 401 at once
+                + f"GET /api/customers/1 HTTP/1.1\r\nHost: test\r\nAuthorization: Token {key}"
+                f"\r\nX-Min-Position: {10**15}\r\n\r\n".encode()
+            )
+            reader = Reader(sock)
+            refused = reader.answer()
+            started = time.monotonic()
+            waited = reader.answer()  # before the fix: the connection closed at 5 s
+            elapsed = time.monotonic() - started
+    assert refused.status == 401
+    assert waited.status == 503
+    assert "X-Min-Position" in waited.json()["detail"]
+    assert elapsed >= KEEP_ALIVE
