@@ -63,6 +63,11 @@ def offset_of(customer_id: int) -> str:
     return _OFFSETS[customer_id & 15]
 
 
+def place_of(customer_id: int) -> int:
+    """The customer's place in its bucket, as an index into FIELDS_AT."""
+    return customer_id & 15
+
+
 def fields_of(customer_id: int) -> tuple[bytes, ...]:
     return FIELDS_AT[customer_id & 15]
 

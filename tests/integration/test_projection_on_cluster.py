@@ -26,6 +26,7 @@ from projections.read_model import Keys
 from projections.rebuild import rebuild
 from projections.redis_client import connect, send_raw
 from read_side.cluster_link import ClusterAwareLink
+from read_side.redis_link import KeyedCommand
 from runtime.demo_store import append_sample
 from tests.support.projection_helpers import all_projected, customer_service, folded
 from tests.support.valkey_cluster import ValkeyCluster
@@ -99,48 +100,80 @@ def test_the_read_link_routes_each_customer_to_its_master_and_reads_what_was_pro
         expected = folded(service)
         Projector(service.recorder, client, keys).catch_up()
 
-    async def read_all() -> dict[int, object]:
+    async def read_all() -> tuple[dict[int, object], dict[int, object]]:
         link = ClusterAwareLink(valkey_cluster.url)
         try:
+            # Both ways a command can go: packed by the link, and packed by its caller
+            # (the read path's HMGET, whose field names are packed once).
+            buckets = {customer_id: keys.bucket(1, customer_id) for customer_id in expected}
             replies = await asyncio.gather(
                 *(
-                    link.execute("HMGET", keys.bucket(1, customer_id), *fields_of(customer_id))
-                    for customer_id in expected
+                    link.execute("HMGET", bucket, *fields_of(customer_id))
+                    for customer_id, bucket in buckets.items()
+                )
+            )
+            packed_replies = await asyncio.gather(
+                *(
+                    link.execute_packed(
+                        bucket, KeyedCommand("HMGET", *fields_of(customer_id)).packed(bucket)
+                    )
+                    for customer_id, bucket in buckets.items()
                 )
             )
             assert link.cluster is True
-            return {
-                customer_id: read_fields(customer_id, fields)
-                for customer_id, fields in zip(expected, replies, strict=True)
-            }
+            return (
+                {
+                    customer_id: read_fields(customer_id, fields)
+                    for customer_id, fields in zip(expected, replies, strict=True)
+                },
+                {
+                    customer_id: read_fields(customer_id, fields)
+                    for customer_id, fields in zip(expected, packed_replies, strict=True)
+                },
+            )
         finally:
             await link.close()
 
-    assert asyncio.run(read_all()) == expected
+    assert asyncio.run(read_all()) == (expected, expected)
 
 
 def test_the_read_link_follows_a_slot_moved_to_another_master(
     valkey_cluster: ValkeyCluster,
 ) -> None:
-    key = "moving:{one-slot}"
-    slot = ValkeyCluster.slot_of(key)
-    source = valkey_cluster.master_for_key(key)
-    target = next(m for m in valkey_cluster.masters() if m.name != source.name)
-    source.client().set(key, "before")
+    # One key for each way a command can go: packed by the link, or by its caller.
+    plain, packed = "moving:{one-slot}", "moving:{other-slot}"
+    assert ValkeyCluster.slot_of(plain) != ValkeyCluster.slot_of(packed)
+    moves = {}
+    for key in (plain, packed):
+        source = valkey_cluster.master_for_key(key)
+        target = next(m for m in valkey_cluster.masters() if m.name != source.name)
+        source.client().set(key, f"before {key}")
+        moves[key] = (source, target)
 
-    async def scenario() -> tuple[bytes, bytes]:
+    async def scenario() -> list[bytes]:
         link = ClusterAwareLink(valkey_cluster.url)
+        get = KeyedCommand("GET")
         try:
-            before = await link.execute("GET", key)
-            # The operator moves the slot (and its key) to another master.
-            _move_slot(valkey_cluster, slot, key, source, target)
-            after = await link.execute("GET", key)  # MOVED, then the new owner answers
-            return before, after
+            answers = [
+                await link.execute("GET", plain),
+                await link.execute_packed(packed, get.packed(packed)),
+            ]
+            # The operator moves the slots (and their keys) to other masters.
+            for key, (source, target) in moves.items():
+                _move_slot(valkey_cluster, ValkeyCluster.slot_of(key), key, source, target)
+            # MOVED, then each new owner answers
+            answers += [
+                await link.execute("GET", plain),
+                await link.execute_packed(packed, get.packed(packed)),
+            ]
+            return answers
         finally:
             await link.close()
 
-    assert asyncio.run(scenario()) == (b"before", b"before")
-    assert valkey_cluster.master_for_key(key).name == target.name
+    before = [b"before " + key.encode() for key in (plain, packed)]
+    assert asyncio.run(scenario()) == before + before
+    for key, (_, target) in moves.items():
+        assert valkey_cluster.master_for_key(key).name == target.name
 
 
 def _move_slot(cluster: ValkeyCluster, slot: int, key: str, source: object, target: object) -> None:
