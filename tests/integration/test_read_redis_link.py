@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from read_side.redis_link import RedisLink, StoreUnavailableError
+from read_side.cluster_link import ClusterAwareLink
+from read_side.redis_link import KeyedCommand, RedisLink, StoreUnavailableError
 from tests.support.valkey_process import ValkeyProcess
 
 
@@ -56,3 +58,22 @@ def test_a_wrong_password_is_unavailable_not_ignored(tmp_path: Path) -> None:
         assert ping(guarded.url) in (b"PONG", "PONG")
     finally:
         guarded.kill()
+
+
+def test_a_packed_command_as_a_links_first_is_answered_once_the_server_kind_is_known(
+    redis_url: str,
+) -> None:
+    key = f"t{uuid.uuid4().hex[:12]}:packed-first"
+
+    async def scenario() -> tuple[Any, bool | None]:
+        plain, link = RedisLink(redis_url), ClusterAwareLink(redis_url)
+        try:
+            await plain.execute("SET", key, "value")
+            answer = await link.execute_packed(key, KeyedCommand("GET").packed(key))
+            return answer, link.cluster
+        finally:
+            await plain.execute("DEL", key)
+            await plain.close()
+            await link.close()
+
+    assert asyncio.run(scenario()) == (b"value", False)
