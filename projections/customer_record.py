@@ -58,18 +58,18 @@ _UNESCAPED = {"0": ESCAPE, "1": SEPARATOR}
 Fields = list[bytes | None]  # HMGET's reply for FIELDS_AT[offset]
 
 
-def offset_of(customer_id: int) -> str:
-    """The customer's place in its bucket, as its fields' first character."""
-    return _OFFSETS[customer_id & 15]
-
-
 def place_of(customer_id: int) -> int:
     """The customer's place in its bucket, as an index into FIELDS_AT."""
     return customer_id & 15
 
 
+def offset_of(customer_id: int) -> str:
+    """The customer's place in its bucket, as its fields' first character."""
+    return _OFFSETS[place_of(customer_id)]
+
+
 def fields_of(customer_id: int) -> tuple[bytes, ...]:
-    return FIELDS_AT[customer_id & 15]
+    return FIELDS_AT[place_of(customer_id)]
 
 
 def encode_text(value: str | None) -> str:
@@ -216,8 +216,8 @@ def bucket_records(
 
 
 def spent_field(customer_id: int) -> bytes:
-    return FIELDS_AT[customer_id & 15][MAX_CHUNKS]
+    return fields_of(customer_id)[MAX_CHUNKS]
 
 
 def orders_field(customer_id: int) -> bytes:
-    return FIELDS_AT[customer_id & 15][MAX_CHUNKS + 1]
+    return fields_of(customer_id)[MAX_CHUNKS + 1]
